@@ -1,0 +1,164 @@
+"""The `enduro_threads` table: what a thread is, who runs it, and whether it is alive.
+
+The checkpoint holds the agent's state; this row holds what the runner and the CLI need
+without loading a checkpoint: goal, context (limits), lifecycle status and a lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from enduro.checkpointing.db import Database, Row
+from enduro.context import EnduroContext
+
+HEARTBEAT_SECONDS = 5.0
+# A lease not renewed for this long belongs to a dead process, even on another machine.
+STALE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    thread_id: str
+    goal: str
+    status: str
+    stop_reason: str | None
+    context: EnduroContext
+    created_at: float
+    updated_at: float
+    owner: str | None
+    heartbeat_at: float | None
+    cancel_requested: bool
+    segments: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> ThreadRow:
+        return cls(
+            thread_id=row["thread_id"],
+            goal=row["goal"],
+            status=row["status"],
+            stop_reason=row["stop_reason"],
+            context=EnduroContext.from_dict(json.loads(row["context"])),
+            created_at=float(row["created_at"]),
+            updated_at=float(row["updated_at"]),
+            owner=row["owner"],
+            heartbeat_at=row["heartbeat_at"],
+            cancel_requested=bool(row["cancel_requested"]),
+            segments=int(row["segments"]),
+        )
+
+    def effective_status(self, now: float | None = None) -> tuple[str, str | None]:
+        """Status as users should see it: a `running` row whose owner died is `paused`
+        with stop_reason `crashed`, because it is resumable from its last checkpoint."""
+        if self.status == "running" and not owner_alive(self.owner, self.heartbeat_at, now):
+            return "paused", "crashed"
+        return self.status, self.stop_reason
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None, heartbeat_at: float | None, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    if owner is None or heartbeat_at is None or now - heartbeat_at > STALE_SECONDS:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        # Same machine: a kill -9 shows at once, no need to wait for the lease to expire.
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+_COLUMNS = (
+    "thread_id, goal, status, stop_reason, context, created_at, updated_at, owner, "
+    "heartbeat_at, cancel_requested, segments"
+)
+
+
+async def create_thread(db: Database, thread_id: str, goal: str, context: EnduroContext) -> None:
+    now = time.time()
+    await db.execute(
+        "INSERT INTO enduro_threads (thread_id, goal, status, context, created_at, updated_at)"
+        " VALUES (%s, %s, 'paused', %s, %s, %s)",
+        (thread_id, goal, json.dumps(context.to_dict()), now, now),
+    )
+
+
+async def get_thread(db: Database, thread_id: str) -> ThreadRow | None:
+    row = await db.fetchone(
+        f"SELECT {_COLUMNS} FROM enduro_threads WHERE thread_id = %s", (thread_id,)
+    )
+    return ThreadRow.from_row(row) if row else None
+
+
+async def list_threads(db: Database, limit: int = 100) -> list[ThreadRow]:
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM enduro_threads ORDER BY updated_at DESC LIMIT %s", (limit,)
+    )
+    return [ThreadRow.from_row(r) for r in rows]
+
+
+async def claim(db: Database, thread_id: str, context: EnduroContext) -> bool:
+    """Take the lease to run the thread; False if a live process holds it already.
+
+    The compare-and-set happens in one UPDATE, so two workers racing for one thread cannot
+    both win."""
+    now = time.time()
+    row = await get_thread(db, thread_id)
+    if row is None:
+        return False
+    if row.status == "running" and owner_alive(row.owner, row.heartbeat_at, now):
+        return False
+    changed = await db.execute(
+        "UPDATE enduro_threads SET status = 'running', stop_reason = NULL, owner = %s,"
+        " heartbeat_at = %s, updated_at = %s, context = %s, cancel_requested = 0,"
+        " segments = segments + 1 WHERE thread_id = %s AND updated_at = %s",
+        (this_owner(), now, now, json.dumps(context.to_dict()), thread_id, row.updated_at),
+    )
+    return changed == 1
+
+
+async def heartbeat(db: Database, thread_id: str) -> None:
+    now = time.time()
+    await db.execute(
+        "UPDATE enduro_threads SET heartbeat_at = %s WHERE thread_id = %s AND owner = %s",
+        (now, thread_id, this_owner()),
+    )
+
+
+async def release(db: Database, thread_id: str, status: str, stop_reason: str | None) -> None:
+    """Record the segment's outcome and give up the lease."""
+    now = time.time()
+    await db.execute(
+        "UPDATE enduro_threads SET status = %s, stop_reason = %s, owner = NULL,"
+        " heartbeat_at = NULL, updated_at = %s WHERE thread_id = %s",
+        (status, stop_reason, now, thread_id),
+    )
+
+
+async def request_cancel(db: Database, thread_id: str) -> None:
+    await db.execute(
+        "UPDATE enduro_threads SET cancel_requested = 1, updated_at = %s WHERE thread_id = %s",
+        (time.time(), thread_id),
+    )
+
+
+async def is_cancel_requested(db: Database, thread_id: str) -> bool:
+    row = await db.fetchone(
+        "SELECT cancel_requested FROM enduro_threads WHERE thread_id = %s", (thread_id,)
+    )
+    return bool(row and row["cancel_requested"])
+
+
+def context_json(context: EnduroContext) -> dict[str, Any]:
+    return context.to_dict()

@@ -1,0 +1,74 @@
+"""Per-run knobs: LangGraph's `context_schema`, so Studio renders them as a form.
+
+Nothing secret goes here (keys live in `Settings`); a context is stored with the thread and
+shown in Studio.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from enduro.settings import DEFAULT_MODEL, DEFAULT_WORKSPACE
+
+LIMIT_KEYS: tuple[str, ...] = (
+    "max_usd",
+    "max_minutes",
+    "max_iterations",
+    "max_llm_calls",
+    "max_tool_calls",
+)
+
+
+def _default_model() -> str:
+    return os.environ.get("ENDURO_MODEL") or DEFAULT_MODEL
+
+
+def _default_workspace() -> str:
+    return os.environ.get("ENDURO_WORKSPACE") or str(DEFAULT_WORKSPACE)
+
+
+@dataclass(kw_only=True)
+class EnduroContext:
+    """Knobs of one run. Limits left as None are unlimited."""
+
+    model: str = field(default_factory=_default_model)
+    """Model name sent to the OpenAI-compatible endpoint."""
+    max_usd: float | None = None
+    """Hard spend limit in US dollars."""
+    max_minutes: float | None = None
+    """Active run time limit, summed over every segment of the run."""
+    max_iterations: int | None = None
+    """Agent-loop iterations (act calls) before a graceful finish."""
+    max_llm_calls: int | None = None
+    """Model calls before a graceful finish."""
+    max_tool_calls: int | None = None
+    """Tool calls before a graceful finish."""
+    max_output_tokens: int = 2048
+    """`max_tokens` sent on every model call, so no answer is unbounded."""
+    max_step_attempts: int = 3
+    """How often reflect may send one step back before it counts as failed."""
+    max_replans: int = 3
+    """How often reflect may replace the remaining steps."""
+    max_tool_rounds: int = 8
+    """Tool rounds within one step before the step goes to reflect regardless."""
+    large_output_chars: int = 4000
+    """Tool outputs longer than this go to the workspace; state keeps a preview and a path."""
+    workspace: str = field(default_factory=_default_workspace)
+    """Directory holding one sub-directory per thread for the file tools."""
+    allow_private_urls: bool = False
+    """Let fetch_url reach private, loopback and link-local addresses."""
+
+    def limits(self) -> dict[str, float | int | None]:
+        """The limits as the status JSON shows them."""
+        return {key: getattr(self, key) for key in LIMIT_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnduroContext:
+        """Build from stored JSON, ignoring keys a newer or older version wrote."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})

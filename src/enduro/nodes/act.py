@@ -1,0 +1,51 @@
+"""act: the model works on the current step with the tools bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from enduro.context import EnduroContext
+from enduro.nodes.llm import invoke_model
+from enduro.nodes.prompts import ACT_SYSTEM, render_plan
+from enduro.nodes.services import Services, context_of, model_config
+from enduro.state import AgentState, PlanStep
+
+
+def current_step(state: AgentState) -> PlanStep | None:
+    current = state.get("current")
+    return next((s for s in state.get("plan") or [] if s["id"] == current), None)
+
+
+def make_act_node(services: Services) -> Any:
+    async def act(
+        state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
+    ) -> dict[str, Any]:
+        context = context_of(runtime)
+        step = current_step(state)
+        if step is None:
+            raise RuntimeError(f"act found no current step (current={state.get('current')!r})")
+        working = state.get("messages") or []
+        rounds = sum(1 for m in working if isinstance(m, AIMessage))
+        system = ACT_SYSTEM.format(
+            goal=state["goal"],
+            plan=render_plan(state.get("plan") or []),
+            step_id=step["id"],
+            title=step["title"],
+            detail=step["detail"],
+        )
+        prompt = [SystemMessage(system), HumanMessage(f"Work on step {step['id']} now.")]
+        # Past the round limit the step must conclude: no tools, so the answer is text.
+        tools = services.tools if rounds < context.max_tool_rounds else ()
+        answer, usage = await invoke_model(
+            services.model(context),
+            [*prompt, *working],
+            tools=tools,
+            config=model_config(config, "act"),
+        )
+        return {"messages": [answer], "usage": usage}
+
+    return act

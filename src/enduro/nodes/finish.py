@@ -1,0 +1,67 @@
+"""finish: write the final or partial report and set the terminal status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from enduro.context import EnduroContext
+from enduro.nodes.llm import invoke_model
+from enduro.nodes.prompts import FINAL_SYSTEM
+from enduro.nodes.services import Services, context_of, model_config
+from enduro.report import render_report
+from enduro.state import AgentState, Usage
+
+log = logging.getLogger(__name__)
+
+# Stops after which one more (summarising) model call stays within what the user asked for.
+_SUMMARY_ALLOWED = {None, "max_iterations", "max_tool_calls"}
+
+
+def final_call_allowed(status: str, stop_reason: str | None) -> bool:
+    """Whether finish may spend one model call on a written summary."""
+    return status in ("completed", "budget_exhausted") and stop_reason in _SUMMARY_ALLOWED
+
+
+def make_finish_node(services: Services) -> Any:
+    async def finish(
+        state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
+    ) -> dict[str, Any]:
+        context = context_of(runtime)
+        status = state.get("status", "completed")
+        stop_reason = state.get("stop_reason")
+        plan = state.get("plan") or []
+        usage: Usage = {}
+        final_text = None
+        if final_call_allowed(status, stop_reason):
+            results = "\n".join(
+                f"- {s['title']} [{s['status']}]: {s.get('summary') or ''}" for s in plan
+            )
+            system = FINAL_SYSTEM.format(
+                goal=state["goal"], outcome=status, results=results or "(none)"
+            )
+            try:
+                answer, usage = await invoke_model(
+                    services.model(context),
+                    [SystemMessage(system), HumanMessage("Write the final report.")],
+                    config=model_config(config, "finish"),
+                )
+                final_text = answer.text
+            except Exception as exc:
+                # The step results are the report's substance; a failed summary must not
+                # turn a finished run into a failed one.
+                log.warning("final summary call failed, writing the report without it: %s", exc)
+        total = dict(state.get("usage") or {})
+        for key, value in usage.items():
+            total[key] = total.get(key, 0) + value
+        report = render_report(
+            goal=state["goal"], plan=plan, status=status, stop_reason=stop_reason,
+            usage=total, final_text=final_text,
+        )
+        return {"report": report, "status": status, "usage": usage}
+
+    return finish

@@ -1,0 +1,71 @@
+"""plan: turn the goal into a short list of steps (structured output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from enduro.context import EnduroContext
+from enduro.nodes.llm import invoke_structured
+from enduro.nodes.prompts import PLAN_SYSTEM
+from enduro.nodes.services import Services, context_of, model_config
+from enduro.state import AgentState, PlanStep
+
+MAX_STEPS = 12
+
+
+class StepSpec(BaseModel):
+    title: str = Field(description="Short imperative title of the step")
+    detail: str = Field(default="", description="What the step must achieve")
+
+
+class Plan(BaseModel):
+    """An ordered plan for reaching the goal."""
+
+    steps: list[StepSpec] = Field(description="The steps, in order (3 to 8)")
+
+
+def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
+    return [
+        PlanStep(id=f"s{first_id + i}", title=s.title.strip()[:200], detail=s.detail[:2000],
+                 status="pending", summary=None, attempts=0)
+        for i, s in enumerate(specs[:MAX_STEPS])
+    ]
+
+
+def has_open_steps(plan: list[PlanStep]) -> bool:
+    return any(s["status"] in ("pending", "active") for s in plan)
+
+
+def make_plan_node(services: Services) -> Any:
+    async def plan(
+        state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
+    ) -> dict[str, Any]:
+        existing = state.get("plan") or []
+        if has_open_steps(existing):
+            # Re-entry after a graceful stop (resume with a raised limit, or after a
+            # cancel): continue the same plan where it stopped.
+            return {"status": "running", "stop_reason": None}
+        context = context_of(runtime)
+        messages = [SystemMessage(PLAN_SYSTEM), HumanMessage(f"Goal: {state['goal']}")]
+        result, usage = await invoke_structured(
+            services.model(context), Plan, messages, config=model_config(config, "plan")
+        )
+        if not result.steps:
+            result.steps = [StepSpec(title=state["goal"][:200], detail=state["goal"])]
+        steps = make_steps(result.steps)
+        steps[0]["status"] = "active"
+        return {
+            "plan": steps,
+            "current": steps[0]["id"],
+            "usage": usage,
+            "status": "running",
+            "stop_reason": None,
+            "replans": 0,
+        }
+
+    return plan

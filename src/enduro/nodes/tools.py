@@ -1,0 +1,72 @@
+"""tools: run one tool call (each call is its own task, fanned out with Send)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from enduro.context import EnduroContext
+from enduro.nodes.services import Services, context_of, workspace_root
+from enduro.state import ToolTask
+from enduro.tools import write_large_output
+
+log = logging.getLogger(__name__)
+
+
+def make_tools_node(services: Services) -> Any:
+    by_name = {t.name: t for t in services.tools}
+
+    async def tools(
+        task: ToolTask, runtime: Runtime[EnduroContext], config: RunnableConfig
+    ) -> dict[str, Any]:
+        context = context_of(runtime)
+        call = task["call"]
+        call_id = str(call.get("id") or "call")
+        name = str(call.get("name") or "")
+        root = workspace_root(context, config)
+        root.mkdir(parents=True, exist_ok=True)
+        tool = by_name.get(name)
+        if call.get("invalid"):
+            content = (
+                f"Error: the arguments of your {name!r} call are not valid JSON "
+                f"({call.get('error') or 'parse error'}). Call the tool again with valid JSON."
+            )
+            message = ToolMessage(content, tool_call_id=call_id, name=name, status="error")
+        elif tool is None:
+            content = f"Error: no tool named {name!r}. Available tools: {', '.join(by_name)}."
+            message = ToolMessage(content, tool_call_id=call_id, name=name, status="error")
+        else:
+            tool_config: RunnableConfig = {
+                "configurable": {"enduro_workspace": str(root)},
+                "callbacks": config.get("callbacks"),
+            }
+            try:
+                result = await tool.ainvoke(
+                    {"name": name, "args": call.get("args") or {}, "id": call_id,
+                     "type": "tool_call"},
+                    config=tool_config,
+                )
+            except Exception as exc:  # a broken tool must not kill an hours-long run
+                log.warning("tool %s raised %s: %s", name, type(exc).__name__, exc)
+                result = ToolMessage(
+                    f"Error: {type(exc).__name__}: {exc}", tool_call_id=call_id, name=name,
+                    status="error",
+                )
+            message = result if isinstance(result, ToolMessage) else ToolMessage(
+                str(result), tool_call_id=call_id, name=name
+            )
+        text = message.content if isinstance(message.content, str) else str(message.content)
+        if len(text) > context.large_output_chars:
+            # Big outputs would be copied into every later checkpoint; keep a reference.
+            path = write_large_output(root, call_id, text)
+            message.content = (
+                text[:1000] + f"\n…[{len(text)} characters in all; the full output is in the "
+                f"workspace file {path!r}, read it with read_file]"
+            )
+        return {"messages": [message], "usage": {"tool_calls": 1}}
+
+    return tools

@@ -1,0 +1,214 @@
+"""Advance a thread from its last checkpoint: the function any process can call with just a
+thread id and the database URL. No state lives in the process that started the run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
+
+from enduro.checkpointing import threads
+from enduro.checkpointing.backend import Backend, open_backend
+from enduro.checkpointing.retention import prune_thread
+from enduro.context import EnduroContext
+from enduro.graph import build_graph
+from enduro.log import current_thread_id
+from enduro.nodes.llm import ModelFactory
+from enduro.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXIT_CODES = {
+    "completed": 0,
+    "failed": 1,
+    "budget_exhausted": 3,
+    "paused": 4,
+    "cancelled": 5,
+}
+DEFAULT_KEEP_CHECKPOINTS = 20
+# Long runs take thousands of super-steps; budgets, not the recursion limit, stop them.
+RECURSION_LIMIT = 10_000_000
+
+Update = Callable[[dict[str, Any]], None]
+
+
+class UnknownThread(ConfigError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    thread_id: str
+    status: str
+    stop_reason: str | None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+
+def new_thread_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+async def create_run(
+    backend: Backend, goal: str, context: EnduroContext, thread_id: str | None = None
+) -> str:
+    thread_id = thread_id or new_thread_id()
+    if await threads.get_thread(backend.db, thread_id) is not None:
+        raise ConfigError(
+            f"thread {thread_id!r} already exists: use `enduro resume {thread_id}` to continue "
+            "it, or pick another --thread-id"
+        )
+    await threads.create_thread(backend.db, thread_id, goal, context)
+    return thread_id
+
+
+def run_config(thread_id: str, segment: int) -> RunnableConfig:
+    """Tagged so that every segment of a multi-hour run (first run and each resume) groups
+    under one thread in LangSmith."""
+    return {
+        "configurable": {"thread_id": thread_id},
+        "recursion_limit": RECURSION_LIMIT,
+        "run_name": "enduro",
+        "tags": [f"thread:{thread_id}"],
+        "metadata": {"thread_id": thread_id, "enduro_segment": segment},
+    }
+
+
+async def advance_thread(
+    thread_id: str,
+    *,
+    database_url: str,
+    overrides: dict[str, Any] | None = None,
+    control: RunControl | None = None,
+    model: BaseChatModel | ModelFactory | None = None,
+    tools: Sequence[BaseTool] | None = None,
+    on_update: Update | None = None,
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+) -> Outcome:
+    """Run thread `thread_id` from its last checkpoint until it finishes, drains or fails."""
+    async with open_backend(database_url) as backend:
+        return await advance_with_backend(
+            backend, thread_id, overrides=overrides, control=control, model=model, tools=tools,
+            on_update=on_update, keep_checkpoints=keep_checkpoints,
+        )
+
+
+async def advance_with_backend(
+    backend: Backend,
+    thread_id: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    control: RunControl | None = None,
+    model: BaseChatModel | ModelFactory | None = None,
+    tools: Sequence[BaseTool] | None = None,
+    on_update: Update | None = None,
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+) -> Outcome:
+    token = current_thread_id.set(thread_id)
+    try:
+        return await _advance(
+            backend, thread_id, overrides or {}, control or RunControl(), model, tools,
+            on_update, keep_checkpoints,
+        )
+    finally:
+        current_thread_id.reset(token)
+
+
+async def _advance(
+    backend: Backend,
+    thread_id: str,
+    overrides: dict[str, Any],
+    control: RunControl,
+    model: BaseChatModel | ModelFactory | None,
+    tools: Sequence[BaseTool] | None,
+    on_update: Update | None,
+    keep: int,
+) -> Outcome:
+    db = backend.db
+    row = await threads.get_thread(db, thread_id)
+    if row is None:
+        raise UnknownThread(
+            f"unknown thread {thread_id!r} in this database: `enduro list` shows the threads "
+            "it holds; check --db / ENDURO_DATABASE_URL"
+        )
+    if row.status == "completed":
+        return Outcome(thread_id, "completed", None)
+    context = replace(row.context, **{k: v for k, v in overrides.items() if k != "unset"})
+    for key in overrides.get("unset", ()):
+        context = replace(context, **{key: None})
+    if not await threads.claim(db, thread_id, context):
+        raise ConfigError(
+            f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
+            "`enduro cancel` it first"
+        )
+    segment = row.segments + 1
+    graph = build_graph(
+        model=model,
+        tools=tools,
+        checkpointer=backend.saver,
+        cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
+    )
+    config = run_config(thread_id, segment)
+    snapshot = await graph.aget_state(config)
+    # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
+    # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.
+    graph_input: dict[str, Any] | None = None if snapshot.next else {"goal": row.goal}
+    log.info("segment %d starting (%s)", segment, "resume" if graph_input is None else "enter")
+    beat = asyncio.create_task(_heartbeat(backend, thread_id))
+    outcome: Outcome | None = None
+    try:
+        since_prune = 0
+        async for update in graph.astream(
+            graph_input, config, context=context, durability="sync", control=control,
+            stream_mode="updates",
+        ):
+            if on_update is not None:
+                on_update(update)
+            since_prune += 1
+            if since_prune >= keep:
+                await prune_thread(db, thread_id, keep)
+                since_prune = 0
+        values = (await graph.aget_state(config)).values
+        outcome = Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
+    except GraphDrained as drained:
+        log.info("drained at a super-step boundary: %s", drained.reason)
+        outcome = Outcome(thread_id, "paused", drained.reason)
+    except asyncio.CancelledError:
+        # Second signal: stop now. The last checkpoint (durability="sync") still holds.
+        outcome = Outcome(thread_id, "paused", "signal")
+        raise
+    except Exception as exc:
+        log.exception("run failed")
+        outcome = Outcome(thread_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        if outcome is not None:
+            await asyncio.shield(
+                threads.release(db, thread_id, outcome.status, outcome.stop_reason)
+            )
+            with contextlib.suppress(Exception):
+                await prune_thread(db, thread_id, keep)
+    return outcome
+
+
+async def _heartbeat(backend: Backend, thread_id: str) -> None:
+    while True:
+        await asyncio.sleep(threads.HEARTBEAT_SECONDS)
+        try:
+            await threads.heartbeat(backend.db, thread_id)
+        except Exception as exc:  # the database may blip; the next beat retries
+            log.warning("heartbeat failed: %s", exc)

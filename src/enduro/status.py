@@ -1,0 +1,62 @@
+"""The status JSON of DESIGN.md, built from the thread row and the latest checkpoint."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from enduro.checkpointing.backend import Backend
+from enduro.checkpointing.threads import ThreadRow
+from enduro.report import progress, render_report
+from enduro.state import USAGE_KEYS
+
+
+async def checkpoint_values(backend: Backend, thread_id: str) -> tuple[dict[str, Any], str | None]:
+    """Channel values of the thread's latest checkpoint, and its id."""
+    found = await backend.saver.aget_tuple(
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    )
+    if found is None:
+        return {}, None
+    return dict(found.checkpoint["channel_values"]), found.checkpoint["id"]
+
+
+def build_status(row: ThreadRow, values: dict[str, Any], checkpoint_id: str | None) -> dict[str, Any]:
+    status, stop_reason = row.effective_status()
+    plan = values.get("plan") or []
+    raw_usage = values.get("usage") or {}
+    usage: dict[str, Any] = {k: raw_usage.get(k, 0) for k in USAGE_KEYS}
+    usage["active_seconds"] = round(float(usage["active_seconds"]), 3)
+    # Dollars come from the spend ledger once pricing is configured; unknown until then.
+    usage["usd"] = raw_usage.get("usd")
+    report = values.get("report")
+    if report is None and plan and status != "running":
+        # A paused, crashed or cancelled thread has no finish report: show partial results.
+        report = render_report(
+            goal=row.goal, plan=plan, status=status, stop_reason=stop_reason, usage=usage
+        )
+    return {
+        "thread_id": row.thread_id,
+        "goal": row.goal,
+        "status": status,
+        "stop_reason": stop_reason,
+        "resumable": status in ("paused", "budget_exhausted", "cancelled", "failed"),
+        "plan": [{"id": s["id"], "title": s["title"], "status": s["status"]} for s in plan],
+        "current_step": values.get("current"),
+        "progress": progress(plan),
+        "usage": usage,
+        "limits": row.context.limits(),
+        "warnings": values.get("warnings") or [],
+        "report": report,
+        "checkpoint_id": checkpoint_id,
+        "segments": row.segments,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(max(row.updated_at, row.heartbeat_at or 0)),
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts or time.time(), tz=UTC).isoformat()
