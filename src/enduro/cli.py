@@ -66,10 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     knobs.add_argument("--workspace", help="directory for thread workspaces (ENDURO_WORKSPACE)")
     for name, kind in LIMIT_FLAGS:
         knobs.add_argument("--" + name.replace("_", "-"), type=_positive(kind), dest=name)
-    knobs.add_argument("--allow-private-urls", action="store_true", default=None,
-                       help="let fetch_url reach private and loopback addresses")
-    knobs.add_argument("--keep-checkpoints", type=_positive(int), default=DEFAULT_KEEP_CHECKPOINTS,
-                       help="retention window: checkpoints kept per thread")
+    knobs.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        default=None,
+        help="let fetch_url reach private and loopback addresses",
+    )
+    knobs.add_argument(
+        "--keep-checkpoints",
+        type=_positive(int),
+        default=DEFAULT_KEEP_CHECKPOINTS,
+        help="retention window: checkpoints kept per thread",
+    )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common, knobs], help="start a run for GOAL")
@@ -98,8 +106,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _overrides(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Context fields the user set on this command line (limits not given carry over)."""
-    out: dict[str, Any] = {name: getattr(args, name) for name, _ in LIMIT_FLAGS
-                           if getattr(args, name) is not None}
+    out: dict[str, Any] = {
+        name: getattr(args, name) for name, _ in LIMIT_FLAGS if getattr(args, name) is not None
+    }
     if args.model:
         out["model"] = args.model
     if args.allow_private_urls:
@@ -158,8 +167,12 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         try:
             with progress:
                 outcome = await advance_with_backend(
-                    backend, thread_id, overrides=overrides, control=control,
-                    model=openai_model_factory(settings), on_update=progress.update,
+                    backend,
+                    thread_id,
+                    overrides=overrides,
+                    control=control,
+                    model=openai_model_factory(settings),
+                    on_update=progress.update,
                     keep_checkpoints=args.keep_checkpoints,
                 )
         except asyncio.CancelledError:
@@ -190,30 +203,38 @@ async def _query(args: argparse.Namespace) -> int:
     async with open_backend(settings.database_url, create=False) as backend:
         if args.command == "list":
             rows = await threads.list_threads(backend.db)
-            items = []
+            items: list[dict[str, Any]] = []
             for row in rows:
                 status, reason = row.effective_status()
-                items.append({"thread_id": row.thread_id, "status": status,
-                              "stop_reason": reason, "goal": row.goal,
-                              "resumable": status != "completed" and status != "running"})
+                items.append(
+                    {
+                        "thread_id": row.thread_id,
+                        "status": status,
+                        "stop_reason": reason,
+                        "goal": row.goal,
+                        "resumable": status != "completed" and status != "running",
+                    }
+                )
             if args.json:
                 print(json.dumps(items))
             else:
                 for item in items:
                     reason = f" ({item['stop_reason']})" if item["stop_reason"] else ""
-                    print(f"{item['thread_id']}  {item['status']}{reason}  {item['goal'][:60]}",
-                          file=sys.stderr)
+                    print(
+                        f"{item['thread_id']}  {item['status']}{reason}  {item['goal'][:60]}",
+                        file=sys.stderr,
+                    )
             return 0
-        status = await _status_of(backend, args.thread_id)
+        result = await _status_of(backend, args.thread_id)
         if args.command == "cancel":
-            await _cancel(backend, args.thread_id, status)
-            status = await _status_of(backend, args.thread_id)
+            await _cancel(backend, args.thread_id, result)
+            result = await _status_of(backend, args.thread_id)
         elif args.command == "report":
             if not args.json:
-                print(status.get("report") or "(no report yet: the thread is still running)")
+                print(result.get("report") or "(no report yet: the thread is still running)")
         elif not args.json:
-            _print_status(status)
-        _emit(args, status)
+            _print_status(result)
+        _emit(args, result)
         return 0
 
 
@@ -234,8 +255,11 @@ def _print_status(status: dict[str, Any]) -> None:
     p, u = status["progress"], status["usage"]
     reason = f" ({status['stop_reason']})" if status["stop_reason"] else ""
     print(f"{status['thread_id']}: {status['status']}{reason}", file=sys.stderr)
-    print(f"  steps {p['steps_done']}/{p['steps_total']}, {u['llm_calls']} model calls, "
-          f"{u['tool_calls']} tool calls, {u['active_seconds']:.0f}s active", file=sys.stderr)
+    print(
+        f"  steps {p['steps_done']}/{p['steps_total']}, {u['llm_calls']} model calls, "
+        f"{u['tool_calls']} tool calls, {u['active_seconds']:.0f}s active",
+        file=sys.stderr,
+    )
     for step in status["plan"]:
         print(f"  [{step['status']}] {step['id']} {step['title']}", file=sys.stderr)
     if status["resumable"]:
@@ -246,8 +270,9 @@ async def _migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     async with open_backend(settings.database_url) as backend:
         version = await backend.migrate()
-    print(f"database {redact(settings.database_url)} is at schema version {version}",
-          file=sys.stderr)
+    print(
+        f"database {redact(settings.database_url)} is at schema version {version}", file=sys.stderr
+    )
     return 0
 
 

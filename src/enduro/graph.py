@@ -45,7 +45,10 @@ def retryable(exc: BaseException) -> bool:
 
 
 MODEL_RETRY = RetryPolicy(
-    initial_interval=2.0, backoff_factor=2.0, max_interval=60.0, max_attempts=5,
+    initial_interval=2.0,
+    backoff_factor=2.0,
+    max_interval=60.0,
+    max_attempts=5,
     retry_on=retryable,
 )
 

@@ -61,7 +61,10 @@ class Progress:
             if node == "plan" and "plan" in update and not self.tty:
                 self.say(f"plan: {len(self.plan)} steps")
             for step in self.plan:
-                if step["status"] in ("done", "failed") and before.get(step["id"]) != step["status"]:
+                if (
+                    step["status"] in ("done", "failed")
+                    and before.get(step["id"]) != step["status"]
+                ):
                     self.say(f"step {step['id']} {step['status']}: {step['title']}")
             if node == "finish":
                 self.say(f"finished: {update.get('status')}")

@@ -45,8 +45,14 @@ def render_report(
         "Usage: "
         + ", ".join(
             f"{k}={usage.get(k, 0)}"
-            for k in ("usd", "llm_calls", "tool_calls", "iterations", "input_tokens",
-                      "output_tokens")
+            for k in (
+                "usd",
+                "llm_calls",
+                "tool_calls",
+                "iterations",
+                "input_tokens",
+                "output_tokens",
+            )
         )
         + f", active_seconds={float(usage.get('active_seconds', 0)):.1f}",
     ]

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -25,6 +25,7 @@ from enduro.graph import build_graph
 from enduro.log import current_thread_id
 from enduro.nodes.llm import ModelFactory
 from enduro.settings import ConfigError
+from enduro.state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,14 @@ async def advance_thread(
     """Run thread `thread_id` from its last checkpoint until it finishes, drains or fails."""
     async with open_backend(database_url) as backend:
         return await advance_with_backend(
-            backend, thread_id, overrides=overrides, control=control, model=model, tools=tools,
-            on_update=on_update, keep_checkpoints=keep_checkpoints,
+            backend,
+            thread_id,
+            overrides=overrides,
+            control=control,
+            model=model,
+            tools=tools,
+            on_update=on_update,
+            keep_checkpoints=keep_checkpoints,
         )
 
 
@@ -119,8 +126,14 @@ async def advance_with_backend(
     token = current_thread_id.set(thread_id)
     try:
         return await _advance(
-            backend, thread_id, overrides or {}, control or RunControl(), model, tools,
-            on_update, keep_checkpoints,
+            backend,
+            thread_id,
+            overrides or {},
+            control or RunControl(),
+            model,
+            tools,
+            on_update,
+            keep_checkpoints,
         )
     finally:
         current_thread_id.reset(token)
@@ -145,9 +158,8 @@ async def _advance(
         )
     if row.status == "completed":
         return Outcome(thread_id, "completed", None)
-    context = replace(row.context, **{k: v for k, v in overrides.items() if k != "unset"})
-    for key in overrides.get("unset", ()):
-        context = replace(context, **{key: None})
+    # Limits given on this command line replace the stored ones; the rest carry over.
+    context = EnduroContext.from_dict({**row.context.to_dict(), **overrides})
     if not await threads.claim(db, thread_id, context):
         raise ConfigError(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
@@ -164,14 +176,18 @@ async def _advance(
     snapshot = await graph.aget_state(config)
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
     # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.
-    graph_input: dict[str, Any] | None = None if snapshot.next else {"goal": row.goal}
+    graph_input: AgentState | None = None if snapshot.next else {"goal": row.goal}
     log.info("segment %d starting (%s)", segment, "resume" if graph_input is None else "enter")
     beat = asyncio.create_task(_heartbeat(backend, thread_id))
     outcome: Outcome | None = None
     try:
         since_prune = 0
         async for update in graph.astream(
-            graph_input, config, context=context, durability="sync", control=control,
+            graph_input,
+            config,
+            context=context,
+            durability="sync",
+            control=control,
             stream_mode="updates",
         ):
             if on_update is not None:

@@ -7,11 +7,11 @@ tool outputs live in the thread's workspace with only a reference here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 StepStatus = Literal["pending", "active", "done", "failed", "skipped"]
 RunStatus = Literal["running", "paused", "completed", "budget_exhausted", "cancelled", "failed"]
@@ -56,10 +56,10 @@ USAGE_KEYS: tuple[str, ...] = tuple(Usage.__annotations__)
 
 def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     """Reducer: sum counters key by key, so parallel tool tasks can each add their own."""
-    out: dict[str, float] = dict(left or {})
+    out: dict[str, Any] = dict(left or {})
     for key, value in (right or {}).items():
         out[key] = out.get(key, 0) + value
-    return out  # type: ignore[return-value]
+    return cast(Usage, out)
 
 
 class AgentState(TypedDict):

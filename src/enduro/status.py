@@ -22,7 +22,9 @@ async def checkpoint_values(backend: Backend, thread_id: str) -> tuple[dict[str,
     return dict(found.checkpoint["channel_values"]), found.checkpoint["id"]
 
 
-def build_status(row: ThreadRow, values: dict[str, Any], checkpoint_id: str | None) -> dict[str, Any]:
+def build_status(
+    row: ThreadRow, values: dict[str, Any], checkpoint_id: str | None
+) -> dict[str, Any]:
     status, stop_reason = row.effective_status()
     plan = values.get("plan") or []
     raw_usage = values.get("usage") or {}

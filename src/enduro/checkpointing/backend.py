@@ -117,4 +117,4 @@ async def postgres_pool(url: str, *, max_size: int = 10) -> AsyncIterator[AsyncC
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Backend]:
     async with postgres_pool(url) as pool:
-        yield Backend(url, PostgresDatabase(pool), AsyncPostgresSaver(pool))  # type: ignore[arg-type]
+        yield Backend(url, PostgresDatabase(pool), AsyncPostgresSaver(pool))

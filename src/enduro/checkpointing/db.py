@@ -36,7 +36,7 @@ class PostgresDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
-            return cur.rowcount
+            return int(cur.rowcount)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self.pool.connection() as conn:

@@ -55,12 +55,16 @@ def make_finish_node(services: Services) -> Any:
                 # The step results are the report's substance; a failed summary must not
                 # turn a finished run into a failed one.
                 log.warning("final summary call failed, writing the report without it: %s", exc)
-        total = dict(state.get("usage") or {})
+        total: dict[str, Any] = dict(state.get("usage") or {})
         for key, value in usage.items():
             total[key] = total.get(key, 0) + value
         report = render_report(
-            goal=state["goal"], plan=plan, status=status, stop_reason=stop_reason,
-            usage=total, final_text=final_text,
+            goal=state["goal"],
+            plan=plan,
+            status=status,
+            stop_reason=stop_reason,
+            usage=total,
+            final_text=final_text,
         )
         return {"report": report, "status": status, "usage": usage}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
@@ -30,7 +30,7 @@ def make_guard_node(services: Services) -> Any:
         warned = state.get("warnings") or []
         decision = decide(
             limits=context.limits(),
-            usage=dict(state.get("usage") or {}),
+            usage=cast(dict[str, float], state.get("usage") or {}),
             cancel_requested=await services.cancel_requested(thread_id_of(config)),
             steps_pending=has_open_steps(state.get("plan") or []),
             warned=warned,

@@ -31,8 +31,14 @@ class Plan(BaseModel):
 
 def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
     return [
-        PlanStep(id=f"s{first_id + i}", title=s.title.strip()[:200], detail=s.detail[:2000],
-                 status="pending", summary=None, attempts=0)
+        PlanStep(
+            id=f"s{first_id + i}",
+            title=s.title.strip()[:200],
+            detail=s.detail[:2000],
+            status="pending",
+            summary=None,
+            attempts=0,
+        )
         for i, s in enumerate(specs[:MAX_STEPS])
     ]
 

@@ -52,8 +52,13 @@ def transcript(messages: list[BaseMessage], limit: int = 12_000) -> str:
 
 
 def apply_review(
-    plan: list[PlanStep], step_id: str, review: StepReview, *, max_attempts: int,
-    replans: int, max_replans: int,
+    plan: list[PlanStep],
+    step_id: str,
+    review: StepReview,
+    *,
+    max_attempts: int,
+    replans: int,
+    max_replans: int,
 ) -> tuple[list[PlanStep], str | None, int]:
     """New plan, next current step id and replan count after `review` of `step_id`.
 
@@ -100,8 +105,11 @@ def make_reflect_node(services: Services) -> Any:
             config=model_config(config, "reflect"),
         )
         plan, current, replans = apply_review(
-            state.get("plan") or [], step["id"], review,
-            max_attempts=context.max_step_attempts, replans=state.get("replans", 0),
+            state.get("plan") or [],
+            step["id"],
+            review,
+            max_attempts=context.max_step_attempts,
+            replans=state.get("replans", 0),
             max_replans=context.max_replans,
         )
         return {

@@ -32,9 +32,7 @@ def dispatch_after_act(state: AgentState) -> list[Send] | Literal["reflect"]:
     last = (state.get("messages") or [])[-1]
     assert isinstance(last, AIMessage)
     step = state.get("current")
-    sends = [
-        Send("tools", ToolTask(call=dict(call), step_id=step)) for call in last.tool_calls
-    ]
+    sends = [Send("tools", ToolTask(call=dict(call), step_id=step)) for call in last.tool_calls]
     for bad in last.invalid_tool_calls:
         sends.append(Send("tools", ToolTask(call={**bad, "invalid": True}, step_id=step)))
     return sends

@@ -41,23 +41,34 @@ def make_tools_node(services: Services) -> Any:
             message = ToolMessage(content, tool_call_id=call_id, name=name, status="error")
         else:
             tool_config: RunnableConfig = {
-                "configurable": {"enduro_workspace": str(root)},
+                "configurable": {
+                    "enduro_workspace": str(root),
+                    "enduro_allow_private": context.allow_private_urls,
+                },
                 "callbacks": config.get("callbacks"),
             }
             try:
                 result = await tool.ainvoke(
-                    {"name": name, "args": call.get("args") or {}, "id": call_id,
-                     "type": "tool_call"},
+                    {
+                        "name": name,
+                        "args": call.get("args") or {},
+                        "id": call_id,
+                        "type": "tool_call",
+                    },
                     config=tool_config,
                 )
             except Exception as exc:  # a broken tool must not kill an hours-long run
                 log.warning("tool %s raised %s: %s", name, type(exc).__name__, exc)
                 result = ToolMessage(
-                    f"Error: {type(exc).__name__}: {exc}", tool_call_id=call_id, name=name,
+                    f"Error: {type(exc).__name__}: {exc}",
+                    tool_call_id=call_id,
+                    name=name,
                     status="error",
                 )
-            message = result if isinstance(result, ToolMessage) else ToolMessage(
-                str(result), tool_call_id=call_id, name=name
+            message = (
+                result
+                if isinstance(result, ToolMessage)
+                else ToolMessage(str(result), tool_call_id=call_id, name=name)
             )
         text = message.content if isinstance(message.content, str) else str(message.content)
         if len(text) > context.large_output_chars:

@@ -7,10 +7,11 @@ import ipaddress
 import re
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from bs4 import BeautifulSoup
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
@@ -100,10 +101,14 @@ def make_fetch_tool(
     """
     policy = _Policy(allow_private, max_bytes, timeout, max_chars, resolver or _getaddrinfo)
 
-    async def fetch_url(url: str) -> str:
+    async def fetch_url(url: str, config: RunnableConfig) -> str:
+        # A run may opt in to private addresses through its context (the tools node puts
+        # the flag in the call's config); the tool's own setting is the floor.
+        run_allows = bool((config.get("configurable") or {}).get("enduro_allow_private"))
+        effective = replace(policy, allow_private=True) if run_allows else policy
         try:
             async with asyncio.timeout(policy.timeout):
-                return await _fetch(url, policy)
+                return await _fetch(url, effective)
         except TimeoutError as exc:
             raise ToolException(
                 f"Timed out after {policy.timeout}s fetching {url}; the site is slow or "
