@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,7 +29,8 @@ def make_tools_node(services: Services) -> Any:
         call_id = str(call.get("id") or "call")
         name = str(call.get("name") or "")
         root = workspace_root(context, config)
-        root.mkdir(parents=True, exist_ok=True)
+        # Off the event loop: `langgraph dev` rejects blocking calls in async nodes.
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         tool = by_name.get(name)
         if call.get("invalid"):
             content = (
@@ -73,7 +75,7 @@ def make_tools_node(services: Services) -> Any:
         text = message.content if isinstance(message.content, str) else str(message.content)
         if len(text) > context.large_output_chars:
             # Big outputs would be copied into every later checkpoint; keep a reference.
-            path = write_large_output(root, call_id, text)
+            path = await asyncio.to_thread(write_large_output, root, call_id, text)
             message.content = (
                 text[:1000] + f"\n…[{len(text)} characters in all; the full output is in the "
                 f"workspace file {path!r}, read it with read_file]"
