@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -101,7 +102,11 @@ async def postgres_pool(url: str, *, max_size: int = 10) -> AsyncIterator[AsyncC
         reconnect_timeout=60,
     )
     try:
-        await pool.open(wait=True, timeout=10)
+        # One direct attempt first: it fails at once with the server's own reason, where the
+        # pool would keep retrying until its timeout and then report only that.
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+        await probe.close()
+        await pool.open(wait=True, timeout=30)
     except Exception as exc:
         await pool.close()
         raise ConfigError(
