@@ -33,7 +33,7 @@ class Progress:
     def say(self, text: str) -> None:
         """A line for the human, on stderr, unless --quiet."""
         if not self.quiet:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            self.console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     def _line(self) -> str:
         done = sum(1 for s in self.plan if s["status"] in ("done", "failed", "skipped"))
