@@ -1,0 +1,91 @@
+"""The database layer on both engines: migrations, leases, retention, dropped connections."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from fakellm import ScriptedLLM
+
+from enduro.checkpointing import threads
+from enduro.checkpointing.backend import open_backend
+from enduro.checkpointing.migrations import MIGRATIONS
+from enduro.context import EnduroContext
+from enduro.runner import advance_thread, create_run
+
+
+async def test_migrate_is_idempotent(db_url: str) -> None:
+    async with open_backend(db_url) as backend:
+        first = await backend.migrate()
+        assert await backend.migrate() == first == max(v for v, _, _ in MIGRATIONS)
+        rows = await backend.db.fetchall("SELECT version FROM enduro_schema_version")
+        assert sorted(r["version"] for r in rows) == sorted(v for v, _, _ in MIGRATIONS)
+
+
+async def test_lease_cannot_be_taken_twice(db_url: str) -> None:
+    async with open_backend(db_url) as backend:
+        tid = await create_run(backend, "g", EnduroContext())
+        assert await threads.claim(backend.db, tid, EnduroContext())
+        assert not await threads.claim(backend.db, tid, EnduroContext()), "live lease stolen"
+        await threads.release(backend.db, tid, "paused", "signal")
+        assert await threads.claim(backend.db, tid, EnduroContext())
+
+
+async def _checkpoint_count(backend: Any, tid: str) -> int:
+    row = await backend.db.fetchone(
+        "SELECT COUNT(*) AS n FROM checkpoints WHERE thread_id = %s", (tid,)
+    )
+    return int(row["n"])
+
+
+async def test_retention_keeps_a_window_and_the_thread_stays_resumable(
+    db_url: str, llm_env: ScriptedLLM
+) -> None:
+    llm_env.steps = [f"Step {i}" for i in range(8)]
+    async with open_backend(db_url) as backend:
+        tid = await create_run(backend, "g", EnduroContext(max_iterations=5))
+    first = await advance_thread(tid, database_url=db_url, keep_checkpoints=3)
+    assert first.stop_reason == "max_iterations"
+    async with open_backend(db_url) as backend:
+        assert await _checkpoint_count(backend, tid) == 3
+        if backend.db.dialect == "postgres":
+            # No blob is left that no kept checkpoint refers to.
+            orphans = await backend.db.fetchone(
+                "SELECT COUNT(*) AS n FROM checkpoint_blobs b WHERE thread_id = %s AND NOT "
+                "EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND "
+                "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
+                (tid,),
+            )
+            assert orphans is not None and orphans["n"] == 0
+    second = await advance_thread(
+        tid, database_url=db_url, overrides={"max_iterations": 100}, keep_checkpoints=3
+    )
+    assert second.status == "completed"
+    assert llm_env.count("plan") == 1
+    assert all(llm_env.count("review", f"s{i}") == 1 for i in range(1, 9))
+
+
+async def test_pool_survives_dropped_connections(
+    pg_url: str, llm_env: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = f"enduro_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}&application_name={app}"
+    async with open_backend(url) as backend:
+        tid = await create_run(backend, "g", EnduroContext())
+    killed: list[int] = []
+
+    def drop_all_connections(_chunk: dict[str, Any]) -> None:
+        # What a server restart, a failover or an idle-killing NAT does to a pool.
+        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (app,),
+            ).fetchall()
+            killed.append(len(rows))
+
+    outcome = await advance_thread(tid, database_url=url, on_update=drop_all_connections)
+    assert outcome.status == "completed"
+    assert sum(killed) > 0, "the test did not drop any connection"
