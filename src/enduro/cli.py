@@ -122,7 +122,7 @@ def _emit(args: argparse.Namespace, status: dict[str, Any]) -> None:
 
 
 async def _status_of(backend: Backend, thread_id: str) -> dict[str, Any]:
-    row = await threads.get_thread(backend.db, thread_id)
+    row = await threads.load_thread(backend, thread_id)
     if row is None:
         raise UnknownThread(
             f"unknown thread {thread_id!r}: `enduro list` shows the threads in "
@@ -202,6 +202,7 @@ async def _query(args: argparse.Namespace) -> int:
     settings = _settings(args)
     async with open_backend(settings.database_url, create=False) as backend:
         if args.command == "list":
+            await threads.adopt_orphans(backend)
             rows = await threads.list_threads(backend.db)
             items: list[dict[str, Any]] = []
             for row in rows:

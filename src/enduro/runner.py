@@ -59,7 +59,8 @@ class Outcome:
 
 
 def new_thread_id() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
+    # A UUID, because the Agent Server (langgraph dev, Studio) accepts nothing else.
+    return str(uuid.uuid4())
 
 
 async def create_run(
@@ -150,7 +151,7 @@ async def _advance(
     keep: int,
 ) -> Outcome:
     db = backend.db
-    row = await threads.get_thread(db, thread_id)
+    row = await threads.load_thread(backend, thread_id)
     if row is None:
         raise UnknownThread(
             f"unknown thread {thread_id!r} in this database: `enduro list` shows the threads "

@@ -19,13 +19,23 @@ async def checkpoint_values(backend: Backend, thread_id: str) -> tuple[dict[str,
     )
     if found is None:
         return {}, None
-    return dict(found.checkpoint["channel_values"]), found.checkpoint["id"]
+    values = dict(found.checkpoint["channel_values"])
+    values["__checkpoint_ts"] = datetime.fromisoformat(found.checkpoint["ts"]).timestamp()
+    return values, found.checkpoint["id"]
+
+
+_TERMINAL = ("completed", "budget_exhausted", "cancelled", "failed")
 
 
 def build_status(
     row: ThreadRow, values: dict[str, Any], checkpoint_id: str | None
 ) -> dict[str, Any]:
     status, stop_reason = row.effective_status()
+    written = float(values.get("__checkpoint_ts") or 0)
+    if status != "running" and values.get("status") in _TERMINAL and written > row.updated_at:
+        # Continued elsewhere (langgraph dev, Studio) after the CLI last touched the row: the
+        # checkpoint is the newer truth.
+        status, stop_reason = values["status"], values.get("stop_reason")
     plan = values.get("plan") or []
     raw_usage = values.get("usage") or {}
     usage: dict[str, Any] = {k: raw_usage.get(k, 0) for k in USAGE_KEYS}

@@ -312,6 +312,11 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     state = await client.threads.get_state(thread_id)
     assert state["values"]["status"] == "completed"
     assert state["next"] == []
+    # ...and the CLI sees the thread the dev server started ("and vice versa").
+    code, listed = await _enduro(server, "list")
+    assert code == 0 and thread_id in [t["thread_id"] for t in listed], listed
+    _, dev_status = await _enduro(server, "status", thread_id)
+    assert dev_status["status"] == "completed" and dev_status["report"] == final["report"]
 
     # 3. A thread started by the CLI, in another process, while the server runs.
     cli_thread = str(uuid.uuid4())  # the dev server only accepts UUID thread ids
@@ -360,5 +365,6 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     _, status = await _enduro(server, "status", limited)
     assert [s["status"] for s in status["plan"]] == ["done", "done", "done"]
     assert status["report"] == final["report"]
+    assert (status["status"], status["stop_reason"]) == ("completed", None)
 
     assert server.trap.hits == [], f"something tried to reach the internet: {server.trap.hits}"

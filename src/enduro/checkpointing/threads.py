@@ -11,10 +11,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from enduro.checkpointing.db import Database, Row
 from enduro.context import EnduroContext
+
+if TYPE_CHECKING:
+    from enduro.checkpointing.backend import Backend
 
 HEARTBEAT_SECONDS = 5.0
 # A lease not renewed for this long belongs to a dead process, even on another machine.
@@ -160,5 +163,43 @@ async def is_cancel_requested(db: Database, thread_id: str) -> bool:
     return bool(row and row["cancel_requested"])
 
 
-def context_json(context: EnduroContext) -> dict[str, Any]:
-    return context.to_dict()
+async def load_thread(backend: Backend, thread_id: str) -> ThreadRow | None:
+    """The thread's row; a thread that exists only as checkpoints (started from `langgraph
+    dev` or Studio, which know nothing of enduro's table) is adopted with default knobs, so
+    the CLI can show and resume it."""
+    row = await get_thread(backend.db, thread_id)
+    if row is not None:
+        return row
+    found = await backend.saver.aget_tuple(
+        {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    )
+    goal = found.checkpoint["channel_values"].get("goal") if found else None
+    if not found or not isinstance(goal, str):
+        return None
+    status = found.checkpoint["channel_values"].get("status") or "paused"
+    now = time.time()
+    await backend.db.execute(
+        "INSERT INTO enduro_threads (thread_id, goal, status, stop_reason, context, created_at,"
+        " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (thread_id) DO NOTHING",
+        (
+            thread_id,
+            goal,
+            "paused" if status == "running" else status,
+            found.checkpoint["channel_values"].get("stop_reason"),
+            json.dumps(EnduroContext().to_dict()),
+            now,
+            now,
+        ),
+    )
+    return await get_thread(backend.db, thread_id)
+
+
+async def adopt_orphans(backend: Backend, limit: int = 100) -> None:
+    """Adopt threads that have checkpoints but no row (see `load_thread`)."""
+    rows = await backend.db.fetchall(
+        "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = '' AND thread_id NOT IN"
+        " (SELECT thread_id FROM enduro_threads) LIMIT %s",
+        (limit,),
+    )
+    for r in rows:
+        await load_thread(backend, r["thread_id"])
