@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fakellm import ScriptedLLM
 
 ENDURO = str(Path(sys.executable).parent / "enduro")
@@ -231,3 +232,29 @@ def test_unknown_thread_and_unreachable_database(llm: ScriptedLLM, tmp_path: Pat
     down = _cli(["run", "g", "--db", "postgresql://u:secret@127.0.0.1:1/x"], env)
     assert down.returncode == 2
     assert "cannot connect to PostgreSQL" in down.stderr and "secret" not in down.stderr
+
+
+def test_json_logs_carry_the_thread_id_on_every_line(llm: ScriptedLLM, tmp_path: Path) -> None:
+    env = _env(llm, tmp_path)
+    tid = str(uuid.uuid4())
+    done = _cli(
+        [
+            "run",
+            "g",
+            "--thread-id",
+            tid,
+            "--db",
+            str(tmp_path / "l.sqlite"),
+            "-q",
+            "--log-format",
+            "json",
+            "--log-level",
+            "INFO",
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert records, done.stderr
+    assert all(r["thread_id"] == tid for r in records), records
+    assert any("segment 1 starting" in r["msg"] for r in records)
