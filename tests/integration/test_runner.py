@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakellm import Fault, ScriptedLLM
 
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.runner import UnknownThread, advance_thread, create_run
 from enduro.status import build_status, checkpoint_values
+from fakellm import Fault, ScriptedLLM
 
 
 async def _start(db_url: str, goal: str = "Research durable agents", **limits: Any) -> str:
@@ -168,3 +168,21 @@ async def test_large_tool_output_is_kept_out_of_state(
     assert seen and max(seen) < 2000
     outputs = list((tmp_path / "workspaces" / tid / ".outputs").iterdir())
     assert len(outputs) == 3 and all(p.stat().st_size == 50_000 for p in outputs)
+
+
+async def test_malformed_tool_call_goes_back_to_the_model_as_an_error(
+    db_url: str, llm_env: ScriptedLLM
+) -> None:
+    llm_env.tool_use = True
+    llm_env.push(Fault(kind="act", malformed=True))
+    tid = await _start(db_url)
+    outcome = await advance_thread(tid, database_url=db_url)
+    assert outcome.status == "completed"
+    act_bodies = [r.body for r in llm_env.requests if r.kind == "act"]
+    tool_errors = [
+        m["content"]
+        for body in act_bodies
+        for m in body["messages"]
+        if m.get("role") == "tool" and "not valid JSON" in str(m.get("content"))
+    ]
+    assert tool_errors, "the model never saw why its tool call was refused"

@@ -7,13 +7,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from fakellm import ScriptedLLM
 
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.migrations import MIGRATIONS
 from enduro.context import EnduroContext
 from enduro.runner import advance_thread, create_run
+from fakellm import ScriptedLLM
 
 
 async def test_migrate_is_idempotent(db_url: str) -> None:
