@@ -14,6 +14,9 @@ from typing import Any
 
 from langgraph.runtime import RunControl
 
+from enduro.budgets.cli_flags import add_budget_flags, budget_overrides
+from enduro.budgets.config import check_budget_config
+from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend, redact
 from enduro.context import EnduroContext
@@ -28,6 +31,8 @@ from enduro.runner import (
 )
 from enduro.settings import ConfigError, Settings
 from enduro.status import build_status, checkpoint_values
+from enduro.webhooks import cli as webhooks_cli
+from enduro.webhooks.session import WebhookSession
 
 LIMIT_FLAGS: tuple[tuple[str, type], ...] = (
     ("max_usd", float),
@@ -78,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_KEEP_CHECKPOINTS,
         help="retention window: checkpoints kept per thread",
     )
+    webhooks_cli.add_run_flags(knobs)
+    add_budget_flags(knobs)
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common, knobs], help="start a run for GOAL")
@@ -92,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", parents=[common], help="create or upgrade every table")
+    webhooks_cli.add_commands(sub, common)
     return parser
 
 
@@ -113,6 +121,7 @@ def _overrides(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         out["model"] = args.model
     if args.allow_private_urls:
         out["allow_private_urls"] = True
+    out.update(budget_overrides(args))
     return out
 
 
@@ -129,17 +138,21 @@ async def _status_of(backend: Backend, thread_id: str) -> dict[str, Any]:
             f"{redact(backend.url)}"
         )
     values, checkpoint_id = await checkpoint_values(backend, thread_id)
-    return build_status(row, values, checkpoint_id)
+    return build_status(row, values, checkpoint_id, await load_spend(backend.db, thread_id))
 
 
 async def _run_or_resume(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.require_model_endpoint()
+    hooks = webhooks_cli.config_from_args(args)
     progress = Progress(quiet=args.quiet)
+    if args.command == "run":
+        context = EnduroContext(model=settings.model, workspace=settings.workspace)
+        context = context.with_overrides(_overrides(args, settings))
+        # Before the database is touched: e.g. --max-usd on a model with no known price.
+        check_budget_config(context)
     async with open_backend(settings.database_url) as backend:
         if args.command == "run":
-            context = EnduroContext(model=settings.model, workspace=settings.workspace)
-            context = EnduroContext.from_dict({**context.to_dict(), **_overrides(args, settings)})
             thread_id = await create_run(backend, args.goal, context, args.thread_id)
             overrides: dict[str, Any] = {}
             progress.say(f"thread {thread_id}")
@@ -164,6 +177,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        webhooks = WebhookSession(backend.db, hooks)
         try:
             with progress:
                 outcome = await advance_with_backend(
@@ -174,7 +188,10 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
                     model=openai_model_factory(settings),
                     on_update=progress.update,
                     keep_checkpoints=args.keep_checkpoints,
+                    webhooks=webhooks,
                 )
+            # Also for a thread that was complete already: deliver what it left pending.
+            await webhooks.attach(thread_id)
         except asyncio.CancelledError:
             progress.say(f"stopped; resume with: enduro resume {thread_id}")
             _emit(args, await _status_of(backend, thread_id))
@@ -182,6 +199,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            await webhooks.close()
         status = await _status_of(backend, thread_id)
     if outcome.status == "paused":
         progress.say(f"paused; resume with: enduro resume {thread_id}")
@@ -249,6 +267,7 @@ async def _cancel(backend: Backend, thread_id: str, status: dict[str, Any]) -> N
         print(f"{thread_id} is already {status['status']}", file=sys.stderr)
     else:
         await threads.release(backend.db, thread_id, "cancelled", "cancel")
+        await webhooks_cli.thread_cancelled(backend, thread_id)
         print(f"{thread_id} cancelled", file=sys.stderr)
 
 
@@ -285,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = asyncio.run(_run_or_resume(args))
         elif args.command == "db":
             code = asyncio.run(_migrate(args))
+        elif args.command == "webhooks":
+            code = webhooks_cli.main(args)
         else:
             code = asyncio.run(_query(args))
     except ConfigError as exc:

@@ -18,6 +18,8 @@ LIMIT_KEYS: tuple[str, ...] = (
     "max_iterations",
     "max_llm_calls",
     "max_tool_calls",
+    "max_tokens",
+    "deadline",
 )
 
 
@@ -45,6 +47,20 @@ class EnduroContext:
     """Model calls before a graceful finish."""
     max_tool_calls: int | None = None
     """Tool calls before a graceful finish."""
+    max_tokens: int | None = None
+    """Prompt plus completion tokens over the whole run (reserved before each call)."""
+    deadline: str | None = None
+    """Absolute wall-clock deadline, ISO 8601 (e.g. `2026-01-31T18:00:00+00:00`)."""
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per-model price overrides in USD per million tokens: `{model: {"input": …, "output":
+    …, "cached_input": …}}`; `{"input": 0, "output": 0}` marks a free, self-hosted model.
+    Models not listed are priced from the genai-prices catalogue."""
+    final_reserve_usd: float | None = None
+    """Dollars kept back for finish's summarising call (default 5% of max_usd)."""
+    call_timeout_seconds: float = 600.0
+    """Longest a single model call may take (shortened further to the time left)."""
+    tool_timeout_seconds: float = 300.0
+    """Longest a single tool call may take (shortened further to the time left)."""
     max_output_tokens: int = 2048
     """`max_tokens` sent on every model call, so no answer is unbounded."""
     max_step_attempts: int = 3
@@ -60,12 +76,30 @@ class EnduroContext:
     allow_private_urls: bool = False
     """Let fetch_url reach private, loopback and link-local addresses."""
 
-    def limits(self) -> dict[str, float | int | None]:
+    def limits(self) -> dict[str, float | int | str | None]:
         """The limits as the status JSON shows them."""
         return {key: getattr(self, key) for key in LIMIT_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> EnduroContext:
+        """This context with the knobs given on a command line; unset ones carry over.
+
+        `unset` lists limits to remove. `prices` entries are merged per model, and the key
+        "" stands for the model in effect after the overrides (the flag's "this model")."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            if key not in ("unset", "prices"):
+                data[key] = value
+        for key in overrides.get("unset", ()):
+            data[key] = None
+        prices = dict(data.get("prices") or {})
+        for model, spec in (overrides.get("prices") or {}).items():
+            name = model or data["model"]
+            prices[name] = {**prices.get(name, {}), **spec}
+        data["prices"] = prices
+        return EnduroContext.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnduroContext:

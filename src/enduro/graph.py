@@ -6,12 +6,10 @@ checkpointer of its own, so `langgraph dev` supplies one (enduro's, via checkpoi
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import openai
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -19,6 +17,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
+from enduro.budgets.ledger import Ledger
+from enduro.budgets.node import metered_node
+from enduro.budgets.service import BudgetService
 from enduro.context import EnduroContext
 from enduro.nodes.act import make_act_node
 from enduro.nodes.finish import make_finish_node
@@ -31,17 +32,14 @@ from enduro.nodes.services import CancelCheck, Services, _never_cancelled
 from enduro.nodes.tools import make_tools_node
 from enduro.state import AgentState, ToolTask
 from enduro.tools import default_tools
+from enduro.webhooks.session import env_handler
 
 
 def retryable(exc: BaseException) -> bool:
-    """Transient provider failures and malformed answers are retried; a bad key, an
-    exhausted quota or a too-long context would fail the same way again."""
-    if isinstance(exc, openai.RateLimitError):
-        code = getattr(exc, "code", None) or ""
-        return "insufficient_quota" not in str(code) + str(exc)
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500 or exc.status_code in (408, 409)
-    return isinstance(exc, openai.APIConnectionError | MalformedAnswer)
+    """Malformed answers are retried by running the node again (each attempt reserved in the
+    ledger like any call). Provider errors are not: the budget seam already retried 429 and
+    5xx with backoff and Retry-After, and stopped the run on those retrying cannot fix."""
+    return isinstance(exc, MalformedAnswer)
 
 
 MODEL_RETRY = RetryPolicy(
@@ -53,27 +51,14 @@ MODEL_RETRY = RetryPolicy(
 )
 
 
-def timed(node: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
-    """Add the node's wall time to `usage.active_seconds` (parallel tool tasks each add
-    their own, which over-counts: the safe side for a time limit)."""
-
-    @functools.wraps(node)
-    async def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        started = time.monotonic()
-        update = await node(*args, **kwargs)
-        usage = dict(update.get("usage") or {})
-        usage["active_seconds"] = usage.get("active_seconds", 0) + time.monotonic() - started
-        return {**update, "usage": usage}
-
-    return wrapper
-
-
 def build_graph(
     *,
     model: BaseChatModel | ModelFactory | None = None,
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     cancel_requested: CancelCheck | None = None,
+    events: BaseCallbackHandler | None = None,
+    ledger: Ledger | None = None,
 ) -> CompiledStateGraph[AgentState, EnduroContext, AgentState, AgentState]:
     """Build the enduro graph.
 
@@ -82,6 +67,10 @@ def build_graph(
     tools: the tools act may call; default the workspace file tools and fetch_url.
     checkpointer: a saver; None for langgraph dev, which supplies its own.
     cancel_requested: async `(thread_id) -> bool` the guard polls before every iteration.
+    events: a callback handler bound to the graph (webhook events); it then fires wherever
+        the graph runs, `langgraph dev` included.
+    ledger: the spend ledger (and run clock) on the run's database; None opens one lazily
+        from ENDURO_DATABASE_URL on first use (how `langgraph dev` runs the graph).
     """
     if model is None:
         factory = openai_model_factory()
@@ -94,10 +83,16 @@ def build_graph(
         model_factory=factory,
         tools=list(default_tools() if tools is None else tools),
         cancel_requested=cancel_requested or _never_cancelled,
+        budget=BudgetService(ledger),
     )
+
+    def timed(node: Any) -> Any:
+        # Every node's time counts against max_minutes; a refused model call stops the run.
+        return metered_node(node, services.budget)
+
     builder = StateGraph(AgentState, context_schema=EnduroContext)
     builder.add_node("plan", timed(make_plan_node(services)), retry_policy=MODEL_RETRY)
-    builder.add_node("guard", make_guard_node(services))
+    builder.add_node("guard", timed(make_guard_node(services)))
     builder.add_node("act", timed(make_act_node(services)), retry_policy=MODEL_RETRY)
     builder.add_node("tools", timed(make_tools_node(services)), input_schema=ToolTask)
     builder.add_node("reflect", timed(make_reflect_node(services)), retry_policy=MODEL_RETRY)
@@ -105,12 +100,14 @@ def build_graph(
     builder.add_edge(START, "plan")
     builder.add_edge("plan", "guard")
     builder.add_conditional_edges("guard", route_after_guard, ["act", "finish"])
-    builder.add_conditional_edges("act", dispatch_after_act, ["tools", "reflect"])
+    builder.add_conditional_edges("act", dispatch_after_act, ["tools", "reflect", "finish"])
     builder.add_edge("tools", "guard")
     builder.add_edge("reflect", "guard")
     builder.add_edge("finish", END)
-    return builder.compile(checkpointer=checkpointer, name="enduro")
+    compiled = builder.compile(checkpointer=checkpointer, name="enduro")
+    return compiled.with_config(callbacks=[events]) if events is not None else compiled
 
 
-# For langgraph.json: no checkpointer here; `langgraph dev` brings enduro's own.
-graph = build_graph()
+# For langgraph.json: no checkpointer here; `langgraph dev` brings enduro's own. Webhook
+# events come from ENDURO_WEBHOOK_URL / ENDURO_WEBHOOK_SECRET when the server has them.
+graph = build_graph(events=env_handler())

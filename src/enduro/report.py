@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from enduro.state import PlanStep
@@ -26,8 +26,11 @@ def render_report(
     stop_reason: str | None,
     usage: Mapping[str, Any],
     final_text: str | None = None,
+    spend: Sequence[str] = (),
 ) -> str:
-    """The final or partial report: what was done, what remains, what it cost."""
+    """The final or partial report: what was done, what remains, what it cost.
+
+    spend: lines on spend by model and by node, from the ledger (budgets.report)."""
     lines = [f"Goal: {goal}", f"Outcome: {status}" + (f" ({stop_reason})" if stop_reason else "")]
     if final_text:
         lines += ["", final_text.strip()]
@@ -56,4 +59,5 @@ def render_report(
         )
         + f", active_seconds={float(usage.get('active_seconds', 0)):.1f}",
     ]
+    lines += spend
     return "\n".join(lines)

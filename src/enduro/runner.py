@@ -17,6 +17,9 @@ from langchain_core.tools import BaseTool
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 
+from enduro.budgets.config import check_budget_config
+from enduro.budgets.ledger import Ledger
+from enduro.budgets.seam import model_name_of
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.retention import prune_thread
@@ -26,6 +29,7 @@ from enduro.log import current_thread_id
 from enduro.nodes.llm import ModelFactory
 from enduro.settings import ConfigError
 from enduro.state import AgentState
+from enduro.webhooks.session import WebhookSession, open_segment
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +127,10 @@ async def advance_with_backend(
     tools: Sequence[BaseTool] | None = None,
     on_update: Update | None = None,
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+    webhooks: WebhookSession | None = None,
 ) -> Outcome:
+    """webhooks: the caller's session (the CLI's, with its flags); None configures one
+    from the environment for this segment, so any worker delivers the thread's events."""
     token = current_thread_id.set(thread_id)
     try:
         return await _advance(
@@ -135,6 +142,7 @@ async def advance_with_backend(
             tools,
             on_update,
             keep_checkpoints,
+            webhooks,
         )
     finally:
         current_thread_id.reset(token)
@@ -149,6 +157,7 @@ async def _advance(
     tools: Sequence[BaseTool] | None,
     on_update: Update | None,
     keep: int,
+    webhooks: WebhookSession | None,
 ) -> Outcome:
     db = backend.db
     row = await threads.load_thread(backend, thread_id)
@@ -160,25 +169,36 @@ async def _advance(
     if row.status == "completed":
         return Outcome(thread_id, "completed", None)
     # Limits given on this command line replace the stored ones; the rest carry over.
-    context = EnduroContext.from_dict({**row.context.to_dict(), **overrides})
+    context = row.context.with_overrides(overrides)
+    # Fail closed before taking the lease: e.g. a dollar limit on a model with no price.
+    fixed = model if isinstance(model, BaseChatModel) else None
+    check_budget_config(context, model_name_of(fixed, context.model) if fixed else None)
     if not await threads.claim(db, thread_id, context):
         raise ConfigError(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
             "`enduro cancel` it first"
         )
     segment = row.segments + 1
+    events = await open_segment(db, thread_id, webhooks)
     graph = build_graph(
         model=model,
         tools=tools,
         checkpointer=backend.saver,
         cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
+        events=events.handler,
+        ledger=Ledger(db),
     )
     config = run_config(thread_id, segment)
-    snapshot = await graph.aget_state(config)
+    try:
+        snapshot = await graph.aget_state(config)
+    except BaseException:
+        await events.close()
+        raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
     # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.
     graph_input: AgentState | None = None if snapshot.next else {"goal": row.goal}
     log.info("segment %d starting (%s)", segment, "resume" if graph_input is None else "enter")
+    await events.started(row, snapshot.values, context, segment)
     beat = asyncio.create_task(_heartbeat(backend, thread_id))
     outcome: Outcome | None = None
     try:
@@ -217,8 +237,10 @@ async def _advance(
             await asyncio.shield(
                 threads.release(db, thread_id, outcome.status, outcome.stop_reason)
             )
+            await events.ended(outcome.status, outcome.stop_reason)
             with contextlib.suppress(Exception):
                 await prune_thread(db, thread_id, keep)
+        await events.close()
     return outcome
 
 

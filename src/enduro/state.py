@@ -49,6 +49,9 @@ class Usage(TypedDict, total=False):
     """Completion tokens as the provider reported them."""
     active_seconds: float
     """Wall time spent inside nodes, summed over every segment of the run."""
+    usd: float
+    """Settled cost of the calls, for progress display only: budgets and status read spend
+    from the ledger, which also counts calls whose node crashed before its checkpoint."""
 
 
 USAGE_KEYS: tuple[str, ...] = tuple(Usage.__annotations__)
@@ -85,6 +88,8 @@ class AgentState(TypedDict):
     """The final or partial report written by finish."""
     warnings: NotRequired[list[str]]
     """Budget warnings already raised (e.g. `max_iterations:80`), so each fires once."""
+    budget: NotRequired[dict[str, dict[str, Any]]]
+    """What is used and left of each limit, as the guard last saw it (replaced each time)."""
 
 
 class ToolTask(TypedDict):
@@ -95,3 +100,7 @@ class ToolTask(TypedDict):
     """The tool call (`name`, `args`, `id`) from the last act message."""
     step_id: str | None
     """The step it belongs to, for logs and events."""
+    index: NotRequired[int]
+    """Position of the call in its batch, so max_tool_calls is enforced within a batch."""
+    tool_calls_before: NotRequired[int]
+    """Tool calls the thread had made before this batch."""

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from enduro.budgets.report import SpendView
 from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
 from enduro.report import progress, render_report
@@ -28,8 +29,14 @@ _TERMINAL = ("completed", "budget_exhausted", "cancelled", "failed")
 
 
 def build_status(
-    row: ThreadRow, values: dict[str, Any], checkpoint_id: str | None
+    row: ThreadRow,
+    values: dict[str, Any],
+    checkpoint_id: str | None,
+    spend: SpendView | None = None,
 ) -> dict[str, Any]:
+    """spend: the thread's ledger (`budgets.report.load_spend`); dollars, model calls,
+    tokens and active time then come from it, so they include what a crash left out of the
+    checkpoint. Without it they come from the checkpoint's counters."""
     status, stop_reason = row.effective_status()
     written = float(values.get("__checkpoint_ts") or 0)
     if status != "running" and values.get("status") in _TERMINAL and written > row.updated_at:
@@ -40,13 +47,18 @@ def build_status(
     raw_usage = values.get("usage") or {}
     usage: dict[str, Any] = {k: raw_usage.get(k, 0) for k in USAGE_KEYS}
     usage["active_seconds"] = round(float(usage["active_seconds"]), 3)
-    # Dollars come from the spend ledger once pricing is configured; unknown until then.
-    usage["usd"] = raw_usage.get("usd")
+    if spend is not None:
+        usage.update(spend.usage())
     report = values.get("report")
     if report is None and plan and status != "running":
         # A paused, crashed or cancelled thread has no finish report: show partial results.
         report = render_report(
-            goal=row.goal, plan=plan, status=status, stop_reason=stop_reason, usage=usage
+            goal=row.goal,
+            plan=plan,
+            status=status,
+            stop_reason=stop_reason,
+            usage=usage,
+            spend=spend.report_lines() if spend is not None else (),
         )
     return {
         "thread_id": row.thread_id,
@@ -60,6 +72,7 @@ def build_status(
         "usage": usage,
         "limits": row.context.limits(),
         "warnings": values.get("warnings") or [],
+        "budget": values.get("budget") or {},
         "report": report,
         "checkpoint_id": checkpoint_id,
         "segments": row.segments,

@@ -109,6 +109,8 @@ def test_run_to_completion_json_contract(db_url: str, llm: ScriptedLLM, tmp_path
         "max_iterations": 40,
         "max_llm_calls": None,
         "max_tool_calls": None,
+        "max_tokens": None,
+        "deadline": None,
     }
     assert set(status["usage"]) >= {
         "usd",

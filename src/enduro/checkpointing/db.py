@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, Protocol
 
 import aiosqlite
@@ -18,6 +18,14 @@ Row = dict[str, Any]
 Dialect = Literal["postgres", "sqlite"]
 
 
+class Transaction(Protocol):
+    """Statements that commit together, or not at all when the block raises."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
 class Database(Protocol):
     dialect: Dialect
 
@@ -25,6 +33,7 @@ class Database(Protocol):
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     async def script(self, statements: Sequence[str]) -> None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
 
 class PostgresDatabase:
@@ -53,6 +62,29 @@ class PostgresDatabase:
         async with self.pool.connection() as conn, conn.transaction():
             for stmt in statements:
                 await conn.execute(stmt)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield _PostgresTransaction(conn)
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = await self.conn.execute(sql, params)
+        return int(cur.rowcount)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = await self.conn.execute(sql, params)
+        row = await cur.fetchone()
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = await self.conn.execute(sql, params)
+        return [dict(r) for r in await cur.fetchall()]
 
 
 class SqliteDatabase:
@@ -95,6 +127,37 @@ class SqliteDatabase:
             except BaseException:
                 await self.conn.rollback()
                 raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            # then writes can fail with SQLITE_BUSY when another process wrote in between.
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(self.conn)
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await self.conn.commit()
+
+
+class _SqliteTransaction:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = await self.conn.execute(SqliteDatabase._sql(sql), tuple(params))
+        return cur.rowcount
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = await self.conn.execute(SqliteDatabase._sql(sql), tuple(params))
+        row = await cur.fetchone()
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = await self.conn.execute(SqliteDatabase._sql(sql), tuple(params))
+        return [dict(r) for r in await cur.fetchall()]
 
 
 @asynccontextmanager

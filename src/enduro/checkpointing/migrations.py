@@ -6,7 +6,9 @@ once released, never changes meaning.
 
 from __future__ import annotations
 
+from enduro.budgets.schema import LEDGER_SCHEMA
 from enduro.checkpointing.db import Database
+from enduro.webhooks.schema import WEBHOOK_OUTBOX
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -29,6 +31,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS enduro_threads_updated ON enduro_threads (updated_at)",
         ],
     ),
+    (2, "spend ledger", LEDGER_SCHEMA),
+    (3, "webhook outbox", WEBHOOK_OUTBOX),
 ]
 
 

@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from enduro.budgets.decision import budget_note
 from enduro.context import EnduroContext
 from enduro.nodes.llm import invoke_model
 from enduro.nodes.prompts import ACT_SYSTEM, render_plan
@@ -37,6 +38,10 @@ def make_act_node(services: Services) -> Any:
             title=step["title"],
             detail=step["detail"],
         )
+        # Past 80% of any limit the model is told what is left, so it can wrap up itself.
+        note = budget_note(state.get("budget"))
+        if note:
+            system += "\n\n" + note
         prompt = [SystemMessage(system), HumanMessage(f"Work on step {step['id']} now.")]
         # Past the round limit the step must conclude: no tools, so the answer is text.
         tools = services.tools if rounds < context.max_tool_rounds else ()
@@ -45,6 +50,7 @@ def make_act_node(services: Services) -> Any:
             [*prompt, *working],
             tools=tools,
             config=model_config(config, "act"),
+            scope=services.scope(context, config, "act"),
         )
         return {"messages": [answer], "usage": usage}
 

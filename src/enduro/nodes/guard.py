@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from enduro.budgets import decide
+from enduro.budgets.decision import carried_warnings, snapshot
+from enduro.budgets.seam import model_name_of
 from enduro.context import EnduroContext
 from enduro.nodes.plan import has_open_steps
 from enduro.nodes.services import Services, context_of, thread_id_of
@@ -22,21 +24,38 @@ def status_for(stop_reason: str | None) -> RunStatus:
     return "budget_exhausted"
 
 
+# Set by a node whose model call was refused (a limit, or a provider error that retrying
+# cannot fix): the guard passes them on to finish untouched.
+_NODE_STOPS = ("budget_exhausted", "paused", "failed")
+
+
 def make_guard_node(services: Services) -> Any:
     async def guard(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:
+        if state.get("status") in _NODE_STOPS:
+            return {}
         context = context_of(runtime)
-        warned = state.get("warnings") or []
+        thread_id = thread_id_of(config)
+        limits = context.limits()
+        seen = state.get("warnings") or []
+        warned = carried_warnings(seen, state.get("budget") or {}, limits)
+        model = model_name_of(services.model(context), context.model)
+        assessed = await services.budget.assess(context, thread_id, state.get("usage") or {}, model)
         decision = decide(
-            limits=context.limits(),
-            usage=cast(dict[str, float], state.get("usage") or {}),
-            cancel_requested=await services.cancel_requested(thread_id_of(config)),
+            limits=limits,
+            usage=assessed.usage,
+            cancel_requested=await services.cancel_requested(thread_id),
             steps_pending=has_open_steps(state.get("plan") or []),
             warned=warned,
+            reserve_usd=assessed.reserve_usd,
+            next_call_usd=assessed.next_call_usd,
+            seconds_to_deadline=assessed.seconds_to_deadline,
         )
-        update: dict[str, Any] = {}
-        if decision.warnings:
+        update: dict[str, Any] = {
+            "budget": snapshot(limits, assessed.usage, assessed.seconds_to_deadline)
+        }
+        if decision.warnings or warned != seen:
             update["warnings"] = [*warned, *decision.warnings]
         if decision.proceed:
             update["usage"] = {"iterations": 1}

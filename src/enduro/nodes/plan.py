@@ -59,7 +59,11 @@ def make_plan_node(services: Services) -> Any:
         context = context_of(runtime)
         messages = [SystemMessage(PLAN_SYSTEM), HumanMessage(f"Goal: {state['goal']}")]
         result, usage = await invoke_structured(
-            services.model(context), Plan, messages, config=model_config(config, "plan")
+            services.model(context),
+            Plan,
+            messages,
+            config=model_config(config, "plan"),
+            scope=services.scope(context, config, "plan"),
         )
         if not result.steps:
             result.steps = [StepSpec(title=state["goal"][:200], detail=state["goal"])]

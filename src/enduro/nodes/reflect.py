@@ -103,6 +103,7 @@ def make_reflect_node(services: Services) -> Any:
             StepReview,
             [SystemMessage(system), HumanMessage(f"Work on step {step['id']}:\n{work}")],
             config=model_config(config, "reflect"),
+            scope=services.scope(context, config, "reflect"),
         )
         plan, current, replans = apply_review(
             state.get("plan") or [],

@@ -15,8 +15,11 @@ def route_after_guard(state: AgentState) -> Literal["act", "finish"]:
     return "act" if state.get("status", "running") == "running" else "finish"
 
 
-def route_after_act(state: AgentState) -> Literal["tools", "reflect"]:
-    """Tool calls in act's last answer go to tools; a plain answer ends the step."""
+def route_after_act(state: AgentState) -> Literal["tools", "reflect", "finish"]:
+    """Tool calls in act's last answer go to tools; a plain answer ends the step; a refused
+    model call (act set a stop status instead of answering) goes to finish."""
+    if state.get("status", "running") != "running":
+        return "finish"
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     if isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls):
@@ -24,15 +27,20 @@ def route_after_act(state: AgentState) -> Literal["tools", "reflect"]:
     return "reflect"
 
 
-def dispatch_after_act(state: AgentState) -> list[Send] | Literal["reflect"]:
+def dispatch_after_act(state: AgentState) -> list[Send] | Literal["reflect", "finish"]:
     """Fan tool calls out as one `tools` task each (LangGraph saves each task's writes as
-    it finishes, so a crash re-runs only the calls that had not finished)."""
-    if route_after_act(state) == "reflect":
-        return "reflect"
+    it finishes, so a crash re-runs only the calls that had not finished). Each task knows
+    its place in the batch, so the tools node can refuse the calls past max_tool_calls."""
+    route = route_after_act(state)
+    if route != "tools":
+        return route
     last = (state.get("messages") or [])[-1]
     assert isinstance(last, AIMessage)
     step = state.get("current")
-    sends = [Send("tools", ToolTask(call=dict(call), step_id=step)) for call in last.tool_calls]
-    for bad in last.invalid_tool_calls:
-        sends.append(Send("tools", ToolTask(call={**bad, "invalid": True}, step_id=step)))
-    return sends
+    before = int((state.get("usage") or {}).get("tool_calls", 0))
+    calls = [dict(call) for call in last.tool_calls]
+    calls += [{**bad, "invalid": True} for bad in last.invalid_tool_calls]
+    return [
+        Send("tools", ToolTask(call=call, step_id=step, index=i, tool_calls_before=before))
+        for i, call in enumerate(calls)
+    ]

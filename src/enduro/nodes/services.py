@@ -1,4 +1,5 @@
-"""What the nodes need from outside the state: the model, the tools, and cancel requests."""
+"""What the nodes need from outside the state: the model, the tools, cancel requests and the
+budget (ledger, clock)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
+from enduro.budgets.service import BudgetService, CallScope
+from enduro.budgets.tokens import with_output_cap
 from enduro.context import EnduroContext
 from enduro.nodes.llm import ModelFactory
 
@@ -26,14 +29,23 @@ class Services:
     model_factory: ModelFactory
     tools: Sequence[BaseTool]
     cancel_requested: CancelCheck = _never_cancelled
+    budget: BudgetService = field(default_factory=BudgetService)
     _models: dict[tuple[str, int], BaseChatModel] = field(default_factory=dict)
 
     def model(self, context: EnduroContext) -> BaseChatModel:
-        """One client per (model, max_tokens), so its HTTP connection pool is reused."""
+        """One client per (model, max_tokens), so its HTTP connection pool is reused. A model
+        passed in without max_tokens gets the context's, so every call has an output bound."""
         key = (context.model, context.max_output_tokens)
         if key not in self._models:
-            self._models[key] = self.model_factory(context)
+            built = self.model_factory(context)
+            self._models[key] = with_output_cap(built, context.max_output_tokens)
         return self._models[key]
+
+    def scope(
+        self, context: EnduroContext, config: RunnableConfig, node: str, *, final: bool = False
+    ) -> CallScope:
+        """What the budget seam needs to meter a model call made by `node`."""
+        return CallScope(self.budget, context, thread_id_of(config), node, final=final)
 
 
 def context_of(runtime: Any) -> EnduroContext:

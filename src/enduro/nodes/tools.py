@@ -10,8 +10,9 @@ from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from enduro.budgets.tooling import tool_permit
 from enduro.context import EnduroContext
-from enduro.nodes.services import Services, context_of, workspace_root
+from enduro.nodes.services import Services, context_of, thread_id_of, workspace_root
 from enduro.state import ToolTask
 from enduro.tools import write_large_output
 
@@ -32,6 +33,10 @@ def make_tools_node(services: Services) -> Any:
         # Off the event loop: `langgraph dev` rejects blocking calls in async nodes.
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         tool = by_name.get(name)
+        permit = await tool_permit(services.budget, context, thread_id_of(config), task)
+        if permit.refusal is not None:
+            message = ToolMessage(permit.refusal, tool_call_id=call_id, name=name, status="error")
+            return {"messages": [message], "usage": {"tool_calls": 0}}
         if call.get("invalid"):
             content = (
                 f"Error: the arguments of your {name!r} call are not valid JSON "
@@ -49,24 +54,27 @@ def make_tools_node(services: Services) -> Any:
                 },
                 "callbacks": config.get("callbacks"),
             }
+            deadline = asyncio.timeout(permit.timeout)
             try:
-                result = await tool.ainvoke(
-                    {
-                        "name": name,
-                        "args": call.get("args") or {},
-                        "id": call_id,
-                        "type": "tool_call",
-                    },
-                    config=tool_config,
-                )
+                async with deadline:
+                    result = await tool.ainvoke(
+                        {
+                            "name": name,
+                            "args": call.get("args") or {},
+                            "id": call_id,
+                            "type": "tool_call",
+                        },
+                        config=tool_config,
+                    )
             except Exception as exc:  # a broken tool must not kill an hours-long run
                 log.warning("tool %s raised %s: %s", name, type(exc).__name__, exc)
-                result = ToolMessage(
-                    f"Error: {type(exc).__name__}: {exc}",
-                    tool_call_id=call_id,
-                    name=name,
-                    status="error",
-                )
+                error = f"Error: {type(exc).__name__}: {exc}"
+                if deadline.expired():  # the budget's timeout, not one of the tool's own
+                    error = (
+                        f"Error: {name} did not finish within {permit.timeout:.0f}s "
+                        f"(limited by {permit.timeout_cause})."
+                    )
+                result = ToolMessage(error, tool_call_id=call_id, name=name, status="error")
             message = (
                 result
                 if isinstance(result, ToolMessage)

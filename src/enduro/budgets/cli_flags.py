@@ -1,0 +1,112 @@
+"""The budget flags of `enduro run` / `enduro resume` (the five classic limits --max-usd …
+--max-tool-calls live in cli.py), and the context overrides they make."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from enduro.budgets.limits import parse_deadline
+from enduro.context import LIMIT_KEYS
+from enduro.settings import ConfigError
+
+
+def _number(kind: type, *, allow_zero: bool) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = "at least 0" if allow_zero else "greater than 0"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def _deadline(text: str) -> str:
+    try:
+        return parse_deadline(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("budget (see docs/budgets.md)")
+    group.add_argument(
+        "--max-tokens",
+        type=_number(int, allow_zero=False),
+        help="prompt + completion tokens over the whole run",
+    )
+    group.add_argument(
+        "--deadline",
+        type=_deadline,
+        help="stop by this time: ISO 8601 (2026-01-31T18:00Z) or relative (+90m, 2h)",
+    )
+    group.add_argument(
+        "--price-input",
+        type=_number(float, allow_zero=True),
+        metavar="USD_PER_MTOK",
+        help="input price of --model, USD per million tokens (overrides genai-prices)",
+    )
+    group.add_argument(
+        "--price-output",
+        type=_number(float, allow_zero=True),
+        metavar="USD_PER_MTOK",
+        help="output price of --model, USD per million tokens",
+    )
+    group.add_argument(
+        "--price-cached-input",
+        type=_number(float, allow_zero=True),
+        metavar="USD_PER_MTOK",
+        help="cached-input price of --model (default: the input price)",
+    )
+    group.add_argument(
+        "--free-model",
+        action="store_true",
+        default=None,
+        help="--model is self-hosted and costs nothing per token",
+    )
+    group.add_argument(
+        "--final-reserve-usd",
+        type=_number(float, allow_zero=True),
+        help="dollars kept back for the final summary (default 5%% of --max-usd)",
+    )
+    group.add_argument(
+        "--max-output-tokens",
+        type=_number(int, allow_zero=False),
+        help="max_tokens sent on every model call (default 2048)",
+    )
+    group.add_argument(
+        "--clear-limit",
+        action="append",
+        choices=LIMIT_KEYS,
+        metavar="LIMIT",
+        help="remove a stored limit on resume (repeatable): " + ", ".join(LIMIT_KEYS),
+    )
+
+
+def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Context overrides from the budget flags given on this command line."""
+    out: dict[str, Any] = {}
+    for name in ("max_tokens", "deadline", "final_reserve_usd", "max_output_tokens"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    price = {
+        key: getattr(args, f"price_{key}", None)
+        for key in ("input", "output", "cached_input")
+        if getattr(args, f"price_{key}", None) is not None
+    }
+    if getattr(args, "free_model", None):
+        if price:
+            raise ConfigError("--free-model and --price-* contradict each other: pass one")
+        price = {"input": 0.0, "output": 0.0, "cached_input": 0.0}
+    if price:
+        # "" is the model in effect after this command line's --model (see with_overrides).
+        out["prices"] = {"": price}
+    if getattr(args, "clear_limit", None):
+        out["unset"] = list(args.clear_limit)
+    return out

@@ -1,0 +1,152 @@
+"""What the nodes reach the budget through (`Services.budget`): the ledger, the run clock and
+the time left.
+
+The runner hands in a ledger on its own database. Under `langgraph dev` there is no runner,
+so the ledger is opened lazily, on first use, from `Settings.from_env().database_url` (the
+same database enduro's checkpointer uses there), once per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from enduro.budgets.clock import ActiveClock
+from enduro.budgets.ledger import Ledger
+from enduro.budgets.limits import deadline_epoch, final_reserve_usd, time_left
+from enduro.budgets.pricing import resolve_price
+from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
+from enduro.checkpointing.migrations import migrate
+from enduro.context import EnduroContext
+from enduro.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def open_database(url: str) -> AsyncIterator[Database]:
+    """enduro's tables (migrated) on `url`, without a checkpointer."""
+    from enduro.checkpointing.backend import is_postgres, postgres_pool, sqlite_path
+
+    db: Database
+    if is_postgres(url):
+        async with postgres_pool(url, max_size=4) as pool:
+            db = PostgresDatabase(pool)
+            await migrate(db)
+            yield db
+        return
+    path = sqlite_path(url)
+    # Off the event loop: `langgraph dev` rejects blocking file-system calls in a node.
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    async with sqlite_connection(str(path)) as conn:
+        db = SqliteDatabase(conn)
+        await migrate(db)
+        yield db
+
+
+class BudgetService:
+    """Ledger, clock and time limits for one compiled graph."""
+
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self._ledger = ledger
+        self._lazy: dict[int, tuple[contextlib.AsyncExitStack, Ledger]] = {}
+        self._lazy_lock: asyncio.Lock | None = None
+        self.clock = ActiveClock()
+
+    async def ledger(self) -> Ledger:
+        if self._ledger is not None:
+            return self._ledger
+        loop = id(asyncio.get_running_loop())
+        if loop in self._lazy:
+            return self._lazy[loop][1]
+        if self._lazy_lock is None:
+            self._lazy_lock = asyncio.Lock()
+        async with self._lazy_lock:
+            if loop not in self._lazy:
+                # Kept open for the life of the process (the dev server's), like its saver.
+                stack = contextlib.AsyncExitStack()
+                db = await stack.enter_async_context(
+                    open_database(Settings.from_env().database_url)
+                )
+                self._lazy[loop] = (stack, Ledger(db))
+        return self._lazy[loop][1]
+
+    async def active_seconds(self, thread_id: str) -> float:
+        """Active run time so far: live from the clock while a node runs here, else the
+        ledger's record."""
+        live = self.clock.used(thread_id)
+        if live is not None:
+            return live
+        return await (await self.ledger()).active_seconds(thread_id)
+
+    async def time_left(self, context: EnduroContext, thread_id: str) -> tuple[float, str] | None:
+        """Seconds left under the tighter of max_minutes and the deadline, and its name."""
+        if context.max_minutes is None and not context.deadline:
+            return None
+        return time_left(
+            max_minutes=context.max_minutes,
+            active_seconds=await self.active_seconds(thread_id),
+            deadline=deadline_epoch(context.deadline),
+            now=time.time(),
+        )
+
+    async def assess(
+        self, context: EnduroContext, thread_id: str, state_usage: Mapping[str, Any], model: str
+    ) -> Assessment:
+        """Everything `decide` needs, read from the ledger (money, tokens, model calls, run
+        time) and the state (iterations and tool calls, which the checkpoint records)."""
+        totals = await (await self.ledger()).totals(thread_id)
+        usage = {
+            "usd": totals.usd,
+            "tokens": float(totals.charged_tokens),
+            "llm_calls": float(totals.llm_calls),
+            "active_seconds": await self.active_seconds(thread_id),
+            "iterations": float(state_usage.get("iterations", 0)),
+            "tool_calls": float(state_usage.get("tool_calls", 0)),
+        }
+        deadline = deadline_epoch(context.deadline)
+        price = resolve_price(model, context.prices)
+        # The next call reserves at least its output bound; a bound of the prompt would
+        # need the prompt, which act builds.
+        next_call = price.worst_case(0, context.max_output_tokens) if price is not None else 0
+        return Assessment(
+            usage=usage,
+            reserve_usd=final_reserve_usd(context.max_usd, context.final_reserve_usd),
+            next_call_usd=float(next_call),
+            seconds_to_deadline=None if deadline is None else deadline - time.time(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self, thread_id: str) -> AsyncIterator[None]:
+        """Count the enclosed node's wall time as active run time of the thread."""
+        async with self.clock.running(await self.ledger(), thread_id):
+            yield
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The guard's view of a thread's budget."""
+
+    usage: dict[str, float]
+    reserve_usd: float
+    next_call_usd: float
+    seconds_to_deadline: float | None
+
+
+@dataclass(frozen=True)
+class CallScope:
+    """Who is calling the model: what the seam needs to reserve, time out and record."""
+
+    budget: BudgetService
+    context: EnduroContext
+    thread_id: str
+    node: str
+    final: bool = False
+    """finish's summarising call: may use the finalization reserve, and may shrink its
+    max_tokens to what is left."""
+
+    @property
+    def reserve_usd(self) -> float:
+        return final_reserve_usd(self.context.max_usd, self.context.final_reserve_usd)

@@ -1,0 +1,280 @@
+"""The webhook parts of the command line: flags of `run` / `resume`, and `enduro webhooks
+list | retry | deliver | listen | secret`. cli.py only calls into here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from enduro.checkpointing import threads
+from enduro.checkpointing.backend import Backend, open_backend
+from enduro.settings import ConfigError, Settings
+from enduro.status import checkpoint_values
+from enduro.webhooks import outbox
+from enduro.webhooks.config import (
+    WebhookConfig,
+    endpoint_id,
+    new_secret,
+    redact_url,
+    secret_bytes,
+)
+from enduro.webhooks.listen import ProgressBoard, make_server
+from enduro.webhooks.sender import Sender
+from enduro.webhooks.session import WebhookSession
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _add_delivery_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook-secret",
+        metavar="whsec_…",
+        help="signing secret (ENDURO_WEBHOOK_SECRET; prefer the variable: flags show in `ps`)",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="hard limit on one delivery attempt (default 10)",
+    )
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of `run` and `resume`."""
+    parser.add_argument(
+        "--webhook-url",
+        action="append",
+        metavar="URL",
+        help="POST progress events to URL (repeatable; ENDURO_WEBHOOK_URL, comma-separated)",
+    )
+    _add_delivery_flags(parser)
+    parser.add_argument(
+        "--webhook-heartbeat",
+        type=_seconds,
+        metavar="SECONDS",
+        help="run.heartbeat after this much silence while a step runs (default 30)",
+    )
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    hooks = sub.add_parser("webhooks", help="the webhook outbox: list, retry, deliver, listen")
+    actions = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list", parents=[common], help="endpoints and undelivered (pending, dead) events"
+    )
+    listing.add_argument("thread_id", nargs="?")
+    listing.add_argument("--all", action="store_true", help="delivered events too")
+    retry = actions.add_parser(
+        "retry", parents=[common], help="re-send dead events, re-enable disabled endpoints"
+    )
+    retry.add_argument("thread_id", nargs="?")
+    retry.add_argument("--endpoint", help="only this endpoint (URL or ep_… id)")
+    retry.add_argument("--seq", type=int, help="only this event")
+    deliver = actions.add_parser("deliver", parents=[common], help="send what is pending now")
+    deliver.add_argument("thread_id", nargs="*")
+    deliver.add_argument(
+        "--wait", type=_seconds, metavar="SECONDS", help="keep retrying for up to SECONDS"
+    )
+    for parser in (retry, deliver):
+        _add_delivery_flags(parser)
+    listen = actions.add_parser(
+        "listen", parents=[common], help="a development receiver that verifies and prints"
+    )
+    listen.add_argument("--port", type=int, required=True)
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--secret", help="whsec_… to verify with (ENDURO_WEBHOOK_SECRET)")
+    listen.add_argument(
+        "--no-verify", action="store_true", help="accept unsigned deliveries (no secret)"
+    )
+    actions.add_parser("secret", parents=[common], help="print a new whsec_… signing secret")
+
+
+def config_from_args(args: argparse.Namespace) -> WebhookConfig:
+    """Validated webhook configuration (flags over env): a ConfigError, exit 2, before
+    anything is touched when a URL or the secret is malformed."""
+    settings = Settings.from_env(
+        webhook_urls=tuple(getattr(args, "webhook_url", None) or ()),
+        webhook_secret=getattr(args, "webhook_secret", None),
+    )
+    return WebhookConfig.from_settings(
+        settings,
+        heartbeat_seconds=getattr(args, "webhook_heartbeat", None),
+        timeout_seconds=getattr(args, "webhook_timeout", None),
+    )
+
+
+async def thread_cancelled(backend: Backend, thread_id: str) -> None:
+    """`enduro cancel` of a thread no process is running: its run.cancelled comes from
+    here (a running thread's comes from its own finish node)."""
+    try:
+        config = dataclasses.replace(WebhookConfig.from_env(), urls=())
+    except ConfigError as exc:
+        print(f"enduro: webhooks: {exc}", file=sys.stderr)
+        config = WebhookConfig()
+    row = await threads.get_thread(backend.db, thread_id)
+    session = WebhookSession(backend.db, config)
+    try:
+        if row is None or not await session.attach(thread_id):
+            return
+        values, _ = await checkpoint_values(backend, thread_id)
+        view = session.handler.prime(thread_id, values, row.context, row.segments)
+        view.status, view.stop_reason = "cancelled", "cancel"
+        await session.handler.emit(
+            thread_id, "run.cancelled", {}, f"run.cancelled:cli:{row.segments}"
+        )
+    finally:
+        await session.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    action = args.webhooks_command
+    if action == "secret":
+        print(new_secret())
+        return 0
+    if action == "listen":
+        return _listen(args)
+    return asyncio.run(_outbox_command(args))
+
+
+async def _outbox_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args) if args.webhooks_command != "list" else WebhookConfig()
+    settings = Settings.from_env(database_url=args.db)
+    async with open_backend(settings.database_url, create=False) as backend:
+        if args.webhooks_command == "list":
+            return await _list(backend, args)
+        thread_ids: list[str] | None
+        if args.webhooks_command == "retry":
+            ep = args.endpoint
+            if ep and not ep.startswith("ep_"):
+                ep = endpoint_id(ep)
+            revived, enabled = await outbox.revive(
+                backend.db, thread_id=args.thread_id, endpoint_id=ep, seq=args.seq
+            )
+            print(
+                f"{revived} dead deliveries back in the queue, {enabled} endpoints re-enabled",
+                file=sys.stderr,
+            )
+            thread_ids = [args.thread_id] if args.thread_id else None
+        else:
+            thread_ids = list(args.thread_id) or None
+        return await _deliver(backend, config, thread_ids, getattr(args, "wait", None), args)
+
+
+async def _deliver(
+    backend: Backend,
+    config: WebhookConfig,
+    thread_ids: list[str] | None,
+    wait: float | None,
+    args: argparse.Namespace,
+) -> int:
+    sender = Sender(backend.db, config, thread_ids=thread_ids)
+    try:
+        if wait:
+            await sender.flush(wait)
+        else:
+            await sender.deliver_once()
+    finally:
+        await sender.stop()
+    left = await outbox.deliveries(backend.db, states=("pending",))
+    left = [r for r in left if thread_ids is None or r["thread_id"] in thread_ids]
+    summary = {
+        "delivered": sender.stats["delivered"],
+        "failed_attempts": sender.stats["failed"],
+        "dead": sender.stats["dead"],
+        "pending": len(left),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    print(
+        f"delivered {summary['delivered']}, failed attempts {summary['failed_attempts']}, "
+        f"dead {summary['dead']}, still pending {summary['pending']}"
+        + (" (`enduro webhooks list` shows why)" if left else ""),
+        file=sys.stderr,
+    )
+    return 1 if left else 0
+
+
+async def _list(backend: Backend, args: argparse.Namespace) -> int:
+    states = ("pending", "dead", "delivered") if args.all else ("pending", "dead")
+    endpoints = await outbox.endpoints(backend.db, args.thread_id)
+    rows = await outbox.deliveries(backend.db, thread_id=args.thread_id, states=states)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "endpoints": [
+                        {**dataclasses.asdict(e), "url": redact_url(e.url)} for e in endpoints
+                    ],
+                    "deliveries": [{**r, "url": redact_url(r["url"])} for r in rows],
+                },
+                default=str,
+            )
+        )
+        return 0
+    now = time.time()
+    for e in endpoints:
+        signed = f"signed {e.secret_fingerprint}" if e.secret_fingerprint else "unsigned"
+        state = e.state + (f" ({e.disabled_reason})" if e.disabled_reason else "")
+        print(
+            f"{e.thread_id}  {e.endpoint_id}  {redact_url(e.url)}  {state}  {signed}",
+            file=sys.stderr,
+        )
+        for r in rows:
+            if (r["thread_id"], r["endpoint_id"]) != (e.thread_id, e.endpoint_id):
+                continue
+            line = f"    seq {r['seq']:>5} {r['type']:<22} {r['state']:<9} attempts {r['attempts']}"
+            if r["state"] == "pending" and r["attempts"]:
+                line += f"  next in {max(float(r['next_attempt_at']) - now, 0):.0f}s"
+            if r["last_error"]:
+                line += f"  last: {r['last_error']}"
+            print(line, file=sys.stderr)
+    if not endpoints:
+        print(
+            "no webhook endpoints" + (f" for {args.thread_id}" if args.thread_id else ""),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("ENDURO_WEBHOOK_SECRET", "").strip() or None
+    if secret is None and not args.no_verify:
+        raise ConfigError(
+            "listen needs the signing secret to verify deliveries: --secret whsec_… or "
+            "ENDURO_WEBHOOK_SECRET (the one given to `enduro run`), or --no-verify for "
+            "unsigned ones"
+        )
+    if secret is not None:
+        secret_bytes(secret)
+    board = ProgressBoard(sys.stdout, as_json=args.json)
+    try:
+        server = make_server(args.host, args.port, None if args.no_verify else secret, board)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    mode = "unsigned accepted" if args.no_verify else "verifying signatures"
+    print(
+        f"listening on http://{args.host}:{server.server_address[1]}/ ({mode}); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,341 @@
+"""The background sender: delivers the outbox with httpx, off the agent's path.
+
+It runs as a task on the agent's event loop but never in its way: a node only writes an
+outbox row, and everything slow (connecting, waiting on a receiver, backing off) happens in
+this task, with every attempt capped by a hard timeout. Chains, one per (thread, endpoint),
+run concurrently; within a chain one event at a time, strictly in `seq` order: event n+1
+is not sent before n is delivered or dead. A lease in the database keeps other processes
+(another worker, `enduro webhooks deliver`) off a chain while this one holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import httpx
+
+from enduro.checkpointing.db import Database
+from enduro.checkpointing.threads import this_owner
+from enduro.webhooks import outbox
+from enduro.webhooks.config import WebhookConfig, redact_url
+from enduro.webhooks.events import scrub
+from enduro.webhooks.retry import RetryPolicy, parse_retry_after
+from enduro.webhooks.signing import Signer, delivery_headers
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_ATTEMPTS = 16
+# Only the start of an answer is read: a receiver's body is never needed, and a huge or
+# endless one must not tie the sender up.
+MAX_ANSWER_BYTES = 4096
+LEASE_MARGIN_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ok: bool
+    status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        config: WebhookConfig,
+        *,
+        thread_ids: Collection[str] | None = (),
+        policy: RetryPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """thread_ids: the threads this sender delivers for (more can be `watch`ed); None
+        for every thread in the database (`enduro webhooks deliver`)."""
+        self.db = db
+        self.config = config
+        self.scope: set[str] | None = None if thread_ids is None else set(thread_ids)
+        self.policy = policy or RetryPolicy(config.schedule, config.jitter, config.max_age_seconds)
+        self.owner = f"{this_owner()}/{uuid.uuid4().hex[:8]}"
+        self.stats: Counter[str] = Counter()
+        self._signer = Signer(config.secret) if config.secret else None
+        self._client = client
+        self._own_client = client is None
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._not_before: dict[tuple[str, str], float] = {}
+        # Chains not yet attempted by this process are due at once, whatever their backoff
+        # says: a restart (`enduro resume`, `webhooks deliver`) is when a receiver that was
+        # down is most likely back, and it is what "flush what is pending" means.
+        self._tried: set[tuple[str, str]] = set()
+        self._held_warned: set[tuple[str, str]] = set()
+        # Chains whose last attempt failed: an outage is logged as a warning once, not per
+        # event and attempt.
+        self._failing: set[tuple[str, str]] = set()
+        self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                # A redirect would send a signed body somewhere nobody configured.
+                follow_redirects=False,
+                timeout=httpx.Timeout(self.config.timeout_seconds),
+            )
+        return self._client
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def start(self) -> None:
+        if not self.running:
+            self._loop_task = asyncio.create_task(self._loop(), name="enduro-webhook-sender")
+
+    def watch(self, thread_id: str) -> None:
+        if self.scope is not None:
+            self.scope.add(thread_id)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task, *self._chains.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop_task = None
+        self._chains.clear()
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def flush(self, seconds: float) -> bool:
+        """Wait until nothing deliverable is pending, for at most `seconds` (the loop keeps
+        its backoff meanwhile). True when everything went out."""
+        self.start()
+        deadline = time.monotonic() + seconds
+        while True:
+            if not await self._sendable_heads():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.wake()
+            await asyncio.sleep(min(0.05, left))
+
+    async def deliver_once(self) -> None:
+        """One pass for `enduro webhooks deliver`: every chain in scope goes until it is
+        empty or an attempt fails (that failure is recorded with its backoff)."""
+        while True:
+            heads = [h for h in await self._sendable_heads() if h.chain not in self._tried]
+            if not heads:
+                return
+            await asyncio.gather(*(self._run_chain(h.thread_id, h.endpoint_id) for h in heads))
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            next_due: float | None = None
+            try:
+                next_due = await self._dispatch()
+            except Exception as exc:  # the database may blip; the next round retries
+                log.warning("webhook sender: %s", scrub(str(exc)))
+            timeout = self.config.poll_seconds
+            if next_due is not None:
+                timeout = min(timeout, max(next_due - time.time(), 0.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _sendable_heads(self) -> list[outbox.Head]:
+        heads = await outbox.heads(self.db, self.scope)
+        return [h for h in heads if self._can_sign(h)]
+
+    async def _dispatch(self) -> float | None:
+        now = time.time()
+        next_due: float | None = None
+        for head in await self._sendable_heads():
+            chain = head.chain
+            if chain in self._chains:
+                continue
+            due_at = max(head.next_attempt_at, self._not_before.get(chain, 0.0))
+            if chain in self._tried and due_at > now:
+                next_due = due_at if next_due is None else min(next_due, due_at)
+                continue
+            task = asyncio.create_task(self._run_chain(*chain), name=f"enduro-webhook:{chain}")
+            self._chains[chain] = task
+            task.add_done_callback(functools.partial(self._chain_done, chain))
+        return next_due
+
+    def _chain_done(self, chain: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._chains.pop(chain, None)
+        self.wake()
+
+    def _can_sign(self, head: outbox.Head) -> bool:
+        wanted = head.secret_fingerprint
+        if wanted is None or wanted == self.config.fingerprint:
+            return True
+        if head.chain not in self._held_warned:
+            self._held_warned.add(head.chain)
+            have = self.config.fingerprint or "no secret"
+            log.warning(
+                "webhook endpoint %s of thread %s was registered with signing secret %s; "
+                "this process has %s, so its deliveries wait. Pass the same secret "
+                "(--webhook-secret / ENDURO_WEBHOOK_SECRET), or register the new one with "
+                "`enduro resume THREAD_ID --webhook-url URL --webhook-secret whsec_…`",
+                head.endpoint_id,
+                head.thread_id,
+                wanted,
+                have,
+            )
+        return False
+
+    # -- one chain -------------------------------------------------------------------------
+
+    async def _run_chain(self, thread_id: str, endpoint_id: str) -> None:
+        chain = (thread_id, endpoint_id)
+        endpoint = await outbox.endpoint(self.db, thread_id, endpoint_id)
+        if endpoint is None or endpoint.state != "active":
+            return
+        lease = self.config.timeout_seconds + LEASE_MARGIN_SECONDS
+        if not await outbox.take_lease(self.db, thread_id, endpoint_id, self.owner, lease):
+            self._not_before[chain] = time.time() + self.config.poll_seconds
+            return
+        try:
+            while True:
+                delivery = await outbox.head(self.db, thread_id, endpoint_id)
+                if delivery is None:
+                    return
+                fresh = chain not in self._tried
+                self._tried.add(chain)
+                if not fresh and delivery.next_attempt_at > time.time():
+                    return  # backing off; the loop comes back when it is due
+                async with self._semaphore:
+                    attempt = await self._attempt(endpoint, delivery)
+                if not await self._record(endpoint, delivery, attempt):
+                    return
+                await outbox.take_lease(self.db, thread_id, endpoint_id, self.owner, lease)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    outbox.release_lease(self.db, thread_id, endpoint_id, self.owner)
+                )
+
+    async def _attempt(self, endpoint: outbox.Endpoint, d: outbox.Delivery) -> Attempt:
+        signer = self._signer if endpoint.secret_fingerprint else None
+        headers = delivery_headers(d.event_id, d.body, signer)
+        self.stats["attempts"] += 1
+        timeout = self.config.timeout_seconds
+        try:
+            # A hard cap on the whole exchange: httpx's timeouts are per read, and a
+            # receiver that trickles bytes would otherwise hold the chain forever.
+            async with asyncio.timeout(timeout):
+                async with self._http().stream(
+                    "POST", endpoint.url, content=d.body.encode(), headers=headers
+                ) as answer:
+                    received = 0
+                    async for chunk in answer.aiter_raw():
+                        received += len(chunk)
+                        if received >= MAX_ANSWER_BYTES:
+                            break
+        except TimeoutError:
+            return Attempt(False, None, f"no answer within {timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Attempt(False, None, scrub(f"{type(exc).__name__}: {exc}") or "error")
+        status = answer.status_code
+        if 200 <= status < 300:
+            return Attempt(True, status, None)
+        hint = " (redirects are not followed: configure the final URL)" if status < 400 else ""
+        return Attempt(
+            False,
+            status,
+            f"HTTP {status}{hint}",
+            parse_retry_after(answer.headers.get("retry-after")),
+        )
+
+    async def _record(self, ep: outbox.Endpoint, d: outbox.Delivery, a: Attempt) -> bool:
+        """Store the attempt's outcome; True when the chain may go on to the next event."""
+        where = f"{redact_url(ep.url)} ({ep.endpoint_id})"
+        if a.ok:
+            assert a.status is not None
+            await outbox.mark_delivered(self.db, d, a.status)
+            self.stats["delivered"] += 1
+            if (d.thread_id, d.endpoint_id) in self._failing:
+                self._failing.discard((d.thread_id, d.endpoint_id))
+                log.warning("webhook endpoint %s delivers again", where)
+            return True
+        self.stats["failed"] += 1
+        first_failure = (d.thread_id, d.endpoint_id) not in self._failing
+        self._failing.add((d.thread_id, d.endpoint_id))
+        if a.status == 410:
+            # 410 Gone: the receiver asks for nothing more. The chain stops here; its
+            # events stay in the outbox, and `enduro webhooks retry` turns it back on.
+            await outbox.mark_failed(
+                self.db,
+                d,
+                attempts=d.attempts + 1,
+                next_attempt_at=time.time(),
+                status=410,
+                error="HTTP 410 Gone: endpoint disabled",
+                dead=True,
+            )
+            await outbox.disable(self.db, d.thread_id, d.endpoint_id, "HTTP 410 Gone")
+            self.stats["dead"] += 1
+            log.warning(
+                "webhook endpoint %s answered 410 Gone: disabled for thread %s "
+                "(`enduro webhooks retry %s` re-enables it)",
+                where,
+                d.thread_id,
+                d.thread_id,
+            )
+            return False
+        attempts = d.attempts + 1
+        dead = self.policy.is_dead(attempts, time.time() - d.retry_from)
+        delay = self.policy.delay(attempts, a.retry_after)
+        error = a.error or "failed"
+        await outbox.mark_failed(
+            self.db,
+            d,
+            attempts=attempts,
+            next_attempt_at=time.time() + delay,
+            status=a.status,
+            error=error,
+            dead=dead,
+        )
+        if dead:
+            self.stats["dead"] += 1
+            log.warning(
+                "webhook %s seq %d to %s is dead after %d attempts (%s); later events "
+                "go on, `enduro webhooks retry %s` re-sends it",
+                d.type,
+                d.seq,
+                where,
+                attempts,
+                error,
+                d.thread_id,
+            )
+            return True
+        level = logging.WARNING if first_failure else logging.INFO
+        log.log(
+            level,
+            "webhook %s seq %d to %s failed (%s); attempt %d in %.1f s",
+            d.type,
+            d.seq,
+            where,
+            error,
+            attempts + 1,
+            delay,
+        )
+        return False

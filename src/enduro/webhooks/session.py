@@ -1,0 +1,275 @@
+"""Wiring: a process's webhook session, the runner's segment events, and the env-configured
+handler of the module-level graph (`langgraph dev`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from contextlib import AsyncExitStack
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from enduro.checkpointing.backend import open_backend
+from enduro.checkpointing.db import Database
+from enduro.checkpointing.threads import ThreadRow
+from enduro.context import EnduroContext
+from enduro.settings import ConfigError, Settings
+from enduro.webhooks import outbox
+from enduro.webhooks.config import WebhookConfig
+from enduro.webhooks.events import ThreadView, render_body, scrub, snapshot
+from enduro.webhooks.handler import WebhookHandler
+from enduro.webhooks.sender import Sender
+
+log = logging.getLogger(__name__)
+
+_LATEST_CHECKPOINT = (
+    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = ''"
+    " ORDER BY checkpoint_id DESC LIMIT 1"
+)
+
+
+class WebhookSession:
+    """Webhooks for the threads one process runs: subscribes them to the configured
+    endpoints, writes their events to the outbox and delivers them in the background.
+
+    A thread with no endpoint (none configured now, none recorded before) costs one query
+    per segment and writes nothing."""
+
+    def __init__(self, db: Database, config: WebhookConfig) -> None:
+        self.db = db
+        self.config = config
+        self.sender = Sender(db, config, thread_ids=())
+        self.handler = WebhookHandler(self)
+        self._enabled: dict[str, bool] = {}
+        self._checkpoints_readable = True
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.config.heartbeat_seconds
+
+    async def attach(self, thread_id: str) -> bool:
+        """Subscribe the thread to this process's endpoints; True if it has any endpoint
+        (now or from an earlier segment), and then its pending events are delivered."""
+        if self.config.urls:
+            await outbox.subscribe(self.db, thread_id, self.config.urls, self.config.fingerprint)
+        enabled = bool(await outbox.endpoints(self.db, thread_id))
+        self._enabled[thread_id] = enabled
+        if enabled:
+            self.sender.watch(thread_id)
+            self.sender.start()
+        return enabled
+
+    async def enabled(self, thread_id: str) -> bool:
+        if thread_id not in self._enabled:
+            await self.attach(thread_id)
+        return self._enabled[thread_id]
+
+    async def emit(
+        self, view: ThreadView, kind: str, extra: dict[str, Any], dedupe: str | None
+    ) -> int | None:
+        if not await self.enabled(view.thread_id):
+            return None
+        base = snapshot(view, await self._checkpoint_id(view.thread_id))
+        written = await outbox.append(
+            self.db,
+            view.thread_id,
+            kind,
+            lambda seq, event_id, at: render_body(
+                kind, event_id=event_id, seq=seq, created_at=at, base=base, extra=extra
+            ),
+            dedupe,
+        )
+        if written is None:
+            return None
+        self.sender.wake()
+        return written[0]
+
+    async def _checkpoint_id(self, thread_id: str) -> str | None:
+        if not self._checkpoints_readable:
+            return None
+        try:
+            row = await self.db.fetchone(_LATEST_CHECKPOINT, (thread_id,))
+        except Exception:
+            # The graph may run on a saver of its own (library use): no id to give.
+            self._checkpoints_readable = False
+            return None
+        return str(row["checkpoint_id"]) if row else None
+
+    async def close(self, *, flush: bool | None = None) -> None:
+        """Give pending deliveries up to `flush_seconds`, then stop. No waiting when the
+        task is being cancelled (a second Ctrl-C): what is pending stays in the outbox for
+        the next `enduro resume` or `enduro webhooks deliver`."""
+        if flush is None:
+            task = asyncio.current_task()
+            flush = not (task is not None and task.cancelling())
+        try:
+            wait = self.config.flush_seconds
+            if flush and self.sender.running and wait > 0 and not await self.sender.flush(wait):
+                log.warning(
+                    "webhook events still pending after %g s; they stay in the outbox: "
+                    "`enduro webhooks list` shows them, `enduro webhooks deliver` sends them",
+                    wait,
+                )
+        finally:
+            await self.sender.stop()
+
+    async def __aenter__(self) -> WebhookSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(flush=None if exc[0] is None else False)
+
+
+class SegmentEvents:
+    """The runner's side: run.started / run.resumed when a segment starts, run.paused /
+    run.failed when it ends without reaching finish (finish's own event comes from the
+    handler), and the end of a session the runner opened itself."""
+
+    def __init__(self, session: WebhookSession, owned: bool, thread_id: str, enabled: bool):
+        self.session = session
+        self.owned = owned
+        self.thread_id = thread_id
+        self.enabled = enabled
+
+    @property
+    def handler(self) -> BaseCallbackHandler | None:
+        return self.session.handler if self.enabled else None
+
+    async def started(
+        self, row: ThreadRow, values: dict[str, Any], context: EnduroContext, segment: int
+    ) -> None:
+        if not self.enabled:
+            return
+        self.session.handler.prime(self.thread_id, values, context, segment)
+        if row.segments == 0:
+            await self.session.handler.emit(self.thread_id, "run.started", {}, "run.started")
+            return
+        status, reason = row.effective_status()
+        resumed_from = {"status": status, "stop_reason": scrub(reason)}
+        await self.session.handler.emit(
+            self.thread_id,
+            "run.resumed",
+            {"resumed_from": resumed_from},
+            f"run.resumed:{segment}",
+        )
+
+    async def ended(self, status: str, stop_reason: str | None) -> None:
+        """run.paused / run.failed for a segment that stopped outside finish."""
+        if not self.enabled or status not in ("paused", "failed"):
+            return
+        view = self.session.handler.prime_view(self.thread_id)
+        if view is None:
+            return
+        view.status, view.stop_reason = status, stop_reason
+        extra: dict[str, Any] = {}
+        if status == "failed":
+            kind, _, message = (stop_reason or "").partition(": ")
+            extra["error"] = {"type": kind or None, "message": scrub(message or stop_reason)}
+        await asyncio.shield(
+            self.session.handler.emit(
+                self.thread_id, f"run.{status}", extra, f"run.{status}:{view.segment}"
+            )
+        )
+
+    async def close(self) -> None:
+        """Forget the thread; flush and stop a session opened for this segment alone
+        (without waiting when a second signal is cancelling the run)."""
+        task = asyncio.current_task()
+        flush = not (task is not None and task.cancelling())
+        await asyncio.shield(self._close(flush))
+
+    async def _close(self, flush: bool) -> None:
+        with contextlib.suppress(Exception):
+            await self.session.handler.forget(self.thread_id)
+        if self.owned:
+            await self.session.close(flush=flush)
+
+
+async def open_segment(
+    db: Database, thread_id: str, session: WebhookSession | None
+) -> SegmentEvents:
+    """For `advance_with_backend`: the caller's session, or one configured from the
+    environment (any worker advancing a thread delivers to the thread's recorded
+    endpoints, signing with ENDURO_WEBHOOK_SECRET)."""
+    owned = session is None
+    if session is None:
+        session = WebhookSession(db, WebhookConfig.from_env())
+    try:
+        enabled = await session.attach(thread_id)
+    except BaseException:
+        if owned:
+            await session.close(flush=False)
+        raise
+    return SegmentEvents(session, owned, thread_id, enabled)
+
+
+class EnvWebhooks:
+    """The emitter behind the module-level `graph` (what `langgraph dev` serves): configured
+    from ENDURO_WEBHOOK_URL / ENDURO_WEBHOOK_SECRET / ENDURO_DATABASE_URL when the first run
+    starts, on the server's own event loop. Inactive (no database opened) unless
+    ENDURO_WEBHOOK_URL is set."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: WebhookSession | None = None
+        self._stack: AsyncExitStack | None = None
+        self._lock: asyncio.Lock | None = None
+        self._broken: str | None = None
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self._session.config.heartbeat_seconds if self._session else 30.0
+
+    async def _get(self) -> WebhookSession | None:
+        if not os.environ.get("ENDURO_WEBHOOK_URL", "").strip() or self._broken:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A new event loop (tests run several): connections of the old one are unusable.
+            self._loop, self._session, self._stack = loop, None, None
+            self._lock = asyncio.Lock()
+        if self._session is not None:
+            return self._session
+        assert self._lock is not None
+        async with self._lock:
+            if self._session is None:
+                try:
+                    config = WebhookConfig.from_env()
+                except ConfigError as exc:
+                    self._broken = str(exc)
+                    log.error("webhooks are off for this server: %s", exc)
+                    return None
+                stack = AsyncExitStack()
+                backend = await stack.enter_async_context(
+                    open_backend(Settings.from_env().database_url)
+                )
+                self._stack, self._session = stack, WebhookSession(backend.db, config)
+        return self._session
+
+    async def enabled(self, thread_id: str) -> bool:
+        session = await self._get()
+        return session is not None and await session.enabled(thread_id)
+
+    async def aclose(self) -> None:
+        """Deliver what is pending (bounded) and close the database; a server never needs
+        this (it stops with its loop), tests and embedding applications do."""
+        session, stack = self._session, self._stack
+        self._session, self._stack, self._loop = None, None, None
+        if session is not None:
+            await session.close()
+        if stack is not None:
+            await stack.aclose()
+
+    async def emit(
+        self, view: ThreadView, kind: str, extra: dict[str, Any], dedupe: str | None
+    ) -> int | None:
+        session = await self._get()
+        return None if session is None else await session.emit(view, kind, extra, dedupe)
+
+
+def env_handler() -> WebhookHandler:
+    """The handler bound to the module-level graph for `langgraph dev`."""
+    return WebhookHandler(EnvWebhooks())
