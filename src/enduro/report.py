@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from enduro.state import PlanStep
+from enduro.state import Archive, PlanStep
 
 
-def progress(plan: list[PlanStep]) -> dict[str, Any]:
-    done = sum(1 for s in plan if s["status"] in ("done", "failed", "skipped"))
-    total = len(plan)
+def progress(plan: list[PlanStep], archive: Archive | None = None) -> dict[str, Any]:
+    archived = archive["steps"] if archive else 0
+    done = archived + sum(1 for s in plan if s["status"] in ("done", "failed", "skipped"))
+    total = archived + len(plan)
     return {
         "steps_done": done,
         "steps_total": total,
@@ -27,6 +28,7 @@ def render_report(
     usage: Mapping[str, Any],
     final_text: str | None = None,
     spend: Sequence[str] = (),
+    archive: Archive | None = None,
 ) -> str:
     """The final or partial report: what was done, what remains, what it cost.
 
@@ -36,7 +38,13 @@ def render_report(
         lines += ["", final_text.strip()]
     done = [s for s in plan if s["status"] in ("done", "failed", "skipped")]
     remaining = [s for s in plan if s["status"] in ("pending", "active")]
-    lines += ["", f"Steps done ({len(done)}/{len(plan)}):"]
+    archived = archive["steps"] if archive else 0
+    lines += ["", f"Steps done ({archived + len(done)}/{archived + len(plan)}):"]
+    if archived:
+        lines.append(
+            f"  - {archived} earlier steps ({archive['failed'] if archive else 0} failed): "
+            "their results are in the workspace under .history/steps/"
+        )
     for s in done:
         mark = "failed: " if s["status"] == "failed" else ""
         lines.append(f"  - [{s['id']}] {s['title']}: {mark}{s.get('summary') or '(no summary)'}")

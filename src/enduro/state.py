@@ -65,6 +65,15 @@ def add_usage(left: Usage | None, right: Usage | None) -> Usage:
     return cast(Usage, out)
 
 
+class Archive(TypedDict):
+    """Finished steps moved out of the plan into the workspace's `.history/steps/`."""
+
+    steps: int
+    """How many steps were archived."""
+    failed: int
+    """How many of them had failed."""
+
+
 class AgentState(TypedDict):
     """State of one enduro thread."""
 
@@ -78,6 +87,8 @@ class AgentState(TypedDict):
     """Working messages of the current step only (act's calls and tool results)."""
     usage: NotRequired[Annotated[Usage, add_usage]]
     """Counters that budgets and status read."""
+    archive: NotRequired[Archive]
+    """Counts of finished steps moved out of `plan`, so the plan stays bounded."""
     replans: NotRequired[int]
     """How many times reflect replaced the remaining steps."""
     status: NotRequired[RunStatus]

@@ -59,6 +59,7 @@ def build_status(
             stop_reason=stop_reason,
             usage=usage,
             spend=spend.report_lines() if spend is not None else (),
+            archive=values.get("archive"),
         )
     return {
         "thread_id": row.thread_id,
@@ -68,7 +69,7 @@ def build_status(
         "resumable": status in ("paused", "budget_exhausted", "cancelled", "failed"),
         "plan": [{"id": s["id"], "title": s["title"], "status": s["status"]} for s in plan],
         "current_step": values.get("current"),
-        "progress": progress(plan),
+        "progress": progress(plan, values.get("archive")),
         "usage": usage,
         "limits": row.context.limits(),
         "warnings": values.get("warnings") or [],

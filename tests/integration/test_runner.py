@@ -186,3 +186,18 @@ async def test_malformed_tool_call_goes_back_to_the_model_as_an_error(
         if m.get("role") == "tool" and "not valid JSON" in str(m.get("content"))
     ]
     assert tool_errors, "the model never saw why its tool call was refused"
+
+
+async def test_plan_stays_bounded_on_a_long_run(
+    db_url: str, llm_env: ScriptedLLM, tmp_path: Path
+) -> None:
+    llm_env.steps = [f"Part {i}" for i in range(1, 13)]
+    tid = await _start(db_url)
+    outcome = await advance_thread(tid, database_url=db_url)
+    assert outcome.status == "completed"
+    status = await _status(db_url, tid)
+    assert status["progress"] == {"steps_done": 12, "steps_total": 12, "percent": 100.0}
+    assert len(status["plan"]) == 8 and status["_values"]["archive"] == {"steps": 4, "failed": 0}
+    history = tmp_path / "workspaces" / tid / ".history" / "steps"
+    assert sorted(p.name for p in history.iterdir()) == ["s1.json", "s2.json", "s3.json", "s4.json"]
+    assert "Steps done (12/12)" in status["report"]

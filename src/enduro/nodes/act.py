@@ -33,7 +33,7 @@ def make_act_node(services: Services) -> Any:
         rounds = sum(1 for m in working if isinstance(m, AIMessage))
         system = ACT_SYSTEM.format(
             goal=state["goal"],
-            plan=render_plan(state.get("plan") or []),
+            plan=render_plan(state.get("plan") or [], state.get("archive")),
             step_id=step["id"],
             title=step["title"],
             detail=step["detail"],

@@ -79,6 +79,7 @@ def make_finish_node(services: Services) -> Any:
             usage=total,
             final_text=final_text,
             spend=spend_lines(await ledger.breakdown(thread_id), totals),
+            archive=state.get("archive"),
         )
         return {"report": report, "status": status, "usage": usage}
 

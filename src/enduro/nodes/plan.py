@@ -55,7 +55,9 @@ def make_plan_node(services: Services) -> Any:
         if has_open_steps(existing):
             # Re-entry after a graceful stop (resume with a raised limit, or after a
             # cancel): continue the same plan where it stopped.
-            return {"status": "running", "stop_reason": None}
+            # The old report describes a stop that no longer holds; it would otherwise be
+            # copied into every checkpoint of the new segment.
+            return {"status": "running", "stop_reason": None, "report": None}
         context = context_of(runtime)
         messages = [SystemMessage(PLAN_SYSTEM), HumanMessage(f"Goal: {state['goal']}")]
         result, usage = await invoke_structured(

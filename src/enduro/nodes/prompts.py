@@ -3,7 +3,7 @@ progress, logs and the test suite's scripted model rely on."""
 
 from __future__ import annotations
 
-from enduro.state import PlanStep
+from enduro.state import Archive, PlanStep
 
 PLAN_SYSTEM = (
     "You are the planner of a long-running autonomous agent. Turn the user's goal into a "
@@ -36,9 +36,14 @@ FINAL_SYSTEM = (
 )
 
 
-def render_plan(plan: list[PlanStep]) -> str:
+def render_plan(plan: list[PlanStep], archive: Archive | None = None) -> str:
     marks = {"done": "x", "active": ">", "failed": "!", "skipped": "-", "pending": " "}
     lines = []
+    if archive and archive["steps"]:
+        lines.append(
+            f"({archive['steps']} earlier steps finished; their results are in the workspace "
+            "files .history/steps/<id>.json)"
+        )
     for step in plan:
         line = f"[{marks.get(step['status'], ' ')}] {step['id']}. {step['title']}"
         if step.get("summary"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from langchain_core.messages import (
@@ -19,10 +20,11 @@ from pydantic import BaseModel, Field
 
 from enduro.context import EnduroContext
 from enduro.nodes.act import current_step
+from enduro.nodes.archive import add_to_archive, compact, write_history
 from enduro.nodes.llm import invoke_structured
 from enduro.nodes.plan import StepSpec, make_steps
 from enduro.nodes.prompts import REFLECT_SYSTEM
-from enduro.nodes.services import Services, context_of, model_config
+from enduro.nodes.services import Services, context_of, model_config, workspace_root
 from enduro.state import AgentState, PlanStep
 
 Verdict = Literal["done", "retry", "replan", "give_up"]
@@ -66,7 +68,7 @@ def apply_review(
     plan = [dict(s) for s in plan]  # type: ignore[misc]
     index = next(i for i, s in enumerate(plan) if s["id"] == step_id)
     step = plan[index]
-    step["summary"] = review.summary.strip()[:1000]
+    step["summary"] = review.summary.strip()[:600]
     verdict = review.verdict
     if verdict == "retry" and step.get("attempts", 0) + 1 >= max_attempts:
         verdict = "give_up"
@@ -113,7 +115,14 @@ def make_reflect_node(services: Services) -> Any:
             replans=state.get("replans", 0),
             max_replans=context.max_replans,
         )
+        plan, moved = compact(plan)
+        update: dict[str, Any] = {}
+        if moved:
+            root = workspace_root(context, config)
+            await asyncio.to_thread(write_history, root, moved)
+            update["archive"] = add_to_archive(state.get("archive"), moved)
         return {
+            **update,
             "plan": plan,
             "current": current,
             "replans": replans,
