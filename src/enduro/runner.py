@@ -179,20 +179,26 @@ async def _advance(
             "`enduro cancel` it first"
         )
     segment = row.segments + 1
-    events = await open_segment(db, thread_id, webhooks)
-    graph = build_graph(
-        model=model,
-        tools=tools,
-        checkpointer=backend.saver,
-        cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
-        events=events.handler,
-        ledger=Ledger(db),
-    )
-    config = run_config(thread_id, segment)
+    events = None
     try:
+        events = await open_segment(db, thread_id, webhooks)
+        graph = build_graph(
+            model=model,
+            tools=tools,
+            checkpointer=backend.saver,
+            cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
+            events=events.handler,
+            ledger=Ledger(db),
+        )
+        config = run_config(thread_id, segment)
         snapshot = await graph.aget_state(config)
-    except BaseException:
-        await events.close()
+    except BaseException as exc:
+        # Nothing ran yet; give the lease back so the thread is not left `running` under a
+        # live process that no longer runs it.
+        if events is not None:
+            await events.close()
+        reason = "signal" if isinstance(exc, asyncio.CancelledError) else f"{exc}"[:2000]
+        await asyncio.shield(threads.release(db, thread_id, "paused", reason))
         raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
     # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.

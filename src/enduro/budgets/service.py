@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,19 +52,24 @@ class BudgetService:
 
     def __init__(self, ledger: Ledger | None = None) -> None:
         self._ledger = ledger
-        self._lazy: dict[int, tuple[contextlib.AsyncExitStack, Ledger]] = {}
-        self._lazy_lock: asyncio.Lock | None = None
+        # Keyed by the loop object, weakly: an id() can be reused by a new loop after the old
+        # one closed, which would hand out a pool bound to a dead loop.
+        self._lazy: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[contextlib.AsyncExitStack, Ledger]
+        ] = weakref.WeakKeyDictionary()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self.clock = ActiveClock()
 
     async def ledger(self) -> Ledger:
         if self._ledger is not None:
             return self._ledger
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         if loop in self._lazy:
             return self._lazy[loop][1]
-        if self._lazy_lock is None:
-            self._lazy_lock = asyncio.Lock()
-        async with self._lazy_lock:
+        lock = self._locks.setdefault(loop, asyncio.Lock())
+        async with lock:
             if loop not in self._lazy:
                 # Kept open for the life of the process (the dev server's), like its saver.
                 stack = contextlib.AsyncExitStack()

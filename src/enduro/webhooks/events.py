@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from enduro.budgets.report import SpendView
 from enduro.checkpointing.threads import ThreadRow, this_owner
 from enduro.context import EnduroContext
 from enduro.status import build_status
@@ -81,6 +82,7 @@ class ThreadView:
     stop_reason: str | None = None
     context: EnduroContext | None = None
     segment: int | None = None
+    archive: dict[str, int] | None = None
 
     def sync(self, state: dict[str, Any]) -> None:
         self.goal = str(state.get("goal") or self.goal)
@@ -92,6 +94,7 @@ class ThreadView:
         # A checkpoint still says `completed` when a finished thread is entered again.
         self.status = "running" if status in (None, "running") else str(status)
         self.stop_reason = state.get("stop_reason")
+        self.archive = state.get("archive")
 
     def apply(self, update: dict[str, Any]) -> None:
         if "plan" in update:
@@ -106,6 +109,8 @@ class ThreadView:
             self.status = str(update["status"])
         if "stop_reason" in update:
             self.stop_reason = update["stop_reason"]
+        if "archive" in update:
+            self.archive = update["archive"]
 
     def step(self, step_id: str | None) -> dict[str, Any] | None:
         return next((s for s in self.plan if s.get("id") == step_id), None)
@@ -127,7 +132,9 @@ def iso_now(at: float | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def snapshot(view: ThreadView, checkpoint_id: str | None) -> dict[str, Any]:
+def snapshot(
+    view: ThreadView, checkpoint_id: str | None, spend: SpendView | None = None
+) -> dict[str, Any]:
     """The part of `data` every event carries, from the status JSON."""
     row = ThreadRow(
         thread_id=view.thread_id,
@@ -149,9 +156,10 @@ def snapshot(view: ThreadView, checkpoint_id: str | None) -> dict[str, Any]:
         "current": view.current,
         "usage": view.usage,
         "warnings": view.warnings,
+        "archive": view.archive,
         "report": "",
     }
-    status = build_status(row, values, checkpoint_id)
+    status = build_status(row, values, checkpoint_id, spend)
     progress = dict(status["progress"])
     progress["eta_seconds"] = eta_seconds(progress, float(status["usage"]["active_seconds"]))
     step = view.step(view.current)

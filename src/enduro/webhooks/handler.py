@@ -313,7 +313,9 @@ class WebhookHandler(AsyncCallbackHandler):
                         thread,
                         "budget.warning",
                         {"warning": warning_info(tag)},
-                        f"budget.warning:{tag}",
+                        # With the limit's value: a warning that fires again after a resume
+                        # raised the limit is a new event, not a duplicate.
+                        f"budget.warning:{tag}:{_limit_value(view, tag)}",
                     )
         elif run.node == "finish":
             kind = TERMINAL_EVENT.get(view.status, "run.completed")
@@ -405,3 +407,8 @@ def warning_info(tag: str) -> dict[str, Any]:
 
 def error_info(error: BaseException) -> dict[str, Any]:
     return {"type": type(error).__name__, "message": scrub(str(error))}
+
+
+def _limit_value(view: ThreadView, tag: str) -> object:
+    limits = view.context.limits() if view.context is not None else {}
+    return limits.get(tag.partition(":")[0])

@@ -70,6 +70,7 @@ class Sender:
         self._own_client = client is None
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._not_before: dict[tuple[str, str], float] = {}
         # Chains not yet attempted by this process are due at once, whatever their backoff
@@ -98,6 +99,7 @@ class Sender:
         return self._loop_task is not None and not self._loop_task.done()
 
     def start(self) -> None:
+        self._stopping = False
         if not self.running:
             self._loop_task = asyncio.create_task(self._loop(), name="enduro-webhook-sender")
 
@@ -110,12 +112,16 @@ class Sender:
         self._wake.set()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._chains.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = None
-        self._chains.clear()
+        # The flag, not only cancel(), ends the loop: a cancel that lands while a wait is
+        # finishing can be lost, and the loop would then run (and start chains) forever.
+        self._stopping = True
+        while tasks := [t for t in (self._loop_task, *self._chains.values()) if t is not None]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop_task = None
+            for chain in [c for c, t in self._chains.items() if t.done()]:
+                self._chains.pop(chain, None)
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -146,7 +152,7 @@ class Sender:
     # -- the loop --------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             next_due: float | None = None
             try:
@@ -156,8 +162,10 @@ class Sender:
             timeout = self.config.poll_seconds
             if next_due is not None:
                 timeout = min(timeout, max(next_due - time.time(), 0.0))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _sendable_heads(self) -> list[outbox.Head]:
         heads = await outbox.heads(self.db, self.scope)
@@ -167,6 +175,8 @@ class Sender:
         now = time.time()
         next_due: float | None = None
         for head in await self._sendable_heads():
+            if self._stopping:
+                break
             chain = head.chain
             if chain in self._chains:
                 continue
@@ -228,10 +238,11 @@ class Sender:
                     return
                 await outbox.take_lease(self.db, thread_id, endpoint_id, self.owner, lease)
         finally:
+            # Awaited, not shielded: `stop()` cancels this task and then closes the database,
+            # so the release must finish inside the task (a shielded release would outlive
+            # it, hit a closed database and leave a lease that blocks the next session).
             with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    outbox.release_lease(self.db, thread_id, endpoint_id, self.owner)
-                )
+                await outbox.release_lease(self.db, thread_id, endpoint_id, self.owner)
 
     async def _attempt(self, endpoint: outbox.Endpoint, d: outbox.Delivery) -> Attempt:
         signer = self._signer if endpoint.secret_fingerprint else None

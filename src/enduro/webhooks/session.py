@@ -12,6 +12,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from enduro.budgets.report import SpendView, load_spend
 from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.db import Database
 from enduro.checkpointing.threads import ThreadRow
@@ -72,7 +73,7 @@ class WebhookSession:
     ) -> int | None:
         if not await self.enabled(view.thread_id):
             return None
-        base = snapshot(view, await self._checkpoint_id(view.thread_id))
+        base = snapshot(view, await self._checkpoint_id(view.thread_id), await self._spend(view))
         written = await outbox.append(
             self.db,
             view.thread_id,
@@ -86,6 +87,14 @@ class WebhookSession:
             return None
         self.sender.wake()
         return written[0]
+
+    async def _spend(self, view: ThreadView) -> SpendView | None:
+        """Dollars, calls and tokens from the ledger, as `enduro status` shows them."""
+        try:
+            return await load_spend(self.db, view.thread_id)
+        except Exception as exc:
+            log.debug("no ledger figures for the event: %s", exc)
+            return None
 
     async def _checkpoint_id(self, thread_id: str) -> str | None:
         if not self._checkpoints_readable:
