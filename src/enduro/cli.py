@@ -19,6 +19,7 @@ from enduro.budgets.config import check_budget_config
 from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend, redact
+from enduro.cliargs import number
 from enduro.context import EnduroContext
 from enduro.log import setup_logging
 from enduro.nodes.llm import openai_model_factory
@@ -43,19 +44,6 @@ LIMIT_FLAGS: tuple[tuple[str, type], ...] = (
 )
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enduro", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -70,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     knobs.add_argument("--base-url", help="OpenAI-compatible endpoint (OPENAI_BASE_URL)")
     knobs.add_argument("--workspace", help="directory for thread workspaces (ENDURO_WORKSPACE)")
     for name, kind in LIMIT_FLAGS:
-        knobs.add_argument("--" + name.replace("_", "-"), type=_positive(kind), dest=name)
+        knobs.add_argument("--" + name.replace("_", "-"), type=number(kind), dest=name)
     knobs.add_argument(
         "--allow-private-urls",
         action="store_true",
@@ -79,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     knobs.add_argument(
         "--keep-checkpoints",
-        type=_positive(int),
+        type=number(int),
         default=DEFAULT_KEEP_CHECKPOINTS,
         help="retention window: checkpoints kept per thread",
     )

@@ -32,6 +32,8 @@ def test_no_endpoint_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> No
         ["run"],
         ["run", "g", "--max-iterations", "zero"],
         ["run", "g", "--max-usd", "-1"],
+        ["run", "g", "--max-usd", "nan"],
+        ["run", "g", "--max-minutes", "inf"],
         ["resume"],
         ["frobnicate"],
         ["run", "g", "--no-such-flag"],

@@ -4,26 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 from enduro.budgets.limits import parse_deadline
+from enduro.cliargs import number
 from enduro.context import LIMIT_KEYS
 from enduro.settings import ConfigError
-
-
-def _number(kind: type, *, allow_zero: bool) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            bound = "at least 0" if allow_zero else "greater than 0"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-
-    return parse
 
 
 def _deadline(text: str) -> str:
@@ -37,7 +23,7 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("budget (see docs/budgets.md)")
     group.add_argument(
         "--max-tokens",
-        type=_number(int, allow_zero=False),
+        type=number(int, allow_zero=False),
         help="prompt + completion tokens over the whole run",
     )
     group.add_argument(
@@ -47,19 +33,19 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--price-input",
-        type=_number(float, allow_zero=True),
+        type=number(float, allow_zero=True),
         metavar="USD_PER_MTOK",
         help="input price of --model, USD per million tokens (overrides genai-prices)",
     )
     group.add_argument(
         "--price-output",
-        type=_number(float, allow_zero=True),
+        type=number(float, allow_zero=True),
         metavar="USD_PER_MTOK",
         help="output price of --model, USD per million tokens",
     )
     group.add_argument(
         "--price-cached-input",
-        type=_number(float, allow_zero=True),
+        type=number(float, allow_zero=True),
         metavar="USD_PER_MTOK",
         help="cached-input price of --model (default: the input price)",
     )
@@ -71,12 +57,12 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--final-reserve-usd",
-        type=_number(float, allow_zero=True),
+        type=number(float, allow_zero=True),
         help="dollars kept back for the final summary (default 5%% of --max-usd)",
     )
     group.add_argument(
         "--max-output-tokens",
-        type=_number(int, allow_zero=False),
+        type=number(int, allow_zero=False),
         help="max_tokens sent on every model call (default 2048)",
     )
     group.add_argument(

@@ -14,6 +14,7 @@ from typing import Any
 
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
+from enduro.cliargs import number
 from enduro.settings import ConfigError, Settings
 from enduro.status import checkpoint_values
 from enduro.webhooks import outbox
@@ -28,15 +29,7 @@ from enduro.webhooks.listen import ProgressBoard, make_server
 from enduro.webhooks.sender import Sender
 from enduro.webhooks.session import WebhookSession
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+_seconds_arg = number(float)
 
 
 def _add_delivery_flags(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +40,7 @@ def _add_delivery_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--webhook-timeout",
-        type=_seconds,
+        type=_seconds_arg,
         metavar="SECONDS",
         help="hard limit on one delivery attempt (default 10)",
     )
@@ -64,7 +57,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     _add_delivery_flags(parser)
     parser.add_argument(
         "--webhook-heartbeat",
-        type=_seconds,
+        type=_seconds_arg,
         metavar="SECONDS",
         help="run.heartbeat after this much silence while a step runs (default 30)",
     )
@@ -87,7 +80,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     deliver = actions.add_parser("deliver", parents=[common], help="send what is pending now")
     deliver.add_argument("thread_id", nargs="*")
     deliver.add_argument(
-        "--wait", type=_seconds, metavar="SECONDS", help="keep retrying for up to SECONDS"
+        "--wait", type=_seconds_arg, metavar="SECONDS", help="keep retrying for up to SECONDS"
     )
     for parser in (retry, deliver):
         _add_delivery_flags(parser)
