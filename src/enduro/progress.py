@@ -53,6 +53,10 @@ class Progress:
                 continue
             for key, value in (update.get("usage") or {}).items():
                 self.usage[key] = self.usage.get(key, 0) + value
+            spent = ((update.get("budget") or {}).get("max_usd") or {}).get("used")
+            if spent is not None:
+                # The guard's view of the ledger; the state's counters hold no dollars.
+                self.usage["usd"] = float(spent)
             before = {s["id"]: s["status"] for s in self.plan}
             if "plan" in update:
                 self.plan = update["plan"]

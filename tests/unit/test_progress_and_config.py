@@ -69,3 +69,9 @@ def test_every_segment_is_tagged_with_the_thread_id() -> None:
     assert "thread:abc" in config["tags"]
     assert config["metadata"] == {"thread_id": "abc", "enduro_segment": 3}
     assert config["recursion_limit"] >= 1_000_000
+
+
+def test_tty_line_shows_spend_from_the_guards_ledger_view() -> None:
+    progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
+    progress.update({"guard": {"budget": {"max_usd": {"limit": 2.0, "used": 0.1234}}}})
+    assert "$0.1234" in progress._line()
