@@ -231,3 +231,32 @@ def test_huge_plan_is_dropped_not_sent() -> None:
     body = _body("plan.updated", {"plan": plan})
     assert body["data"]["plan"] is None and body["data"]["truncated"] is True
     jsonschema_rs.validator_for(SCHEMA).validate(body)
+
+
+def test_listen_board_keeps_one_live_line_per_thread() -> None:
+    import io
+
+    from enduro.webhooks.listen import ProgressBoard
+
+    out = io.StringIO()
+    board = ProgressBoard(out, live=True)
+
+    def event(thread: str, seq: int, done: int) -> dict[str, object]:
+        return {
+            "type": "step.completed",
+            "data": {
+                "thread_id": thread,
+                "seq": seq,
+                "status": "running",
+                "progress": {"steps_done": done, "steps_total": 3},
+            },
+        }
+
+    board.accept("w1", event("a", 1, 1))
+    board.accept("w2", event("b", 1, 0))
+    board.accept("w3", event("a", 2, 2))
+    board.accept("w3", event("a", 2, 2))  # a retry: not news
+    board.close()
+    assert list(board.lines) == ["a", "b"]
+    assert "2/3" in board.lines["a"] and "#2" in board.lines["a"]
+    assert "0/3" in board.lines["b"]

@@ -270,4 +270,5 @@ def _listen(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        board.close()
     return 0

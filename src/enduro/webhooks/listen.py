@@ -18,6 +18,10 @@ from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
 from enduro.webhooks.signing import verify
 
 MAX_BODY = 1_000_000
@@ -27,12 +31,27 @@ SEEN_IDS = 10_000
 class ProgressBoard:
     """Per-thread state of the receiver: ids seen, highest seq, and the progress line."""
 
-    def __init__(self, out: TextIO, *, as_json: bool = False) -> None:
+    def __init__(self, out: TextIO, *, as_json: bool = False, live: bool | None = None) -> None:
         self.out = out
         self.as_json = as_json
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.last_seq: dict[str, int] = {}
+        self.lines: dict[str, str] = {}
         self._lock = threading.Lock()
+        # On a terminal: one line per thread, redrawn in place; elsewhere a line per event.
+        if live is None:
+            live = not as_json and out.isatty()
+        self._live = (
+            Live(console=Console(file=out, force_terminal=True), auto_refresh=False)
+            if live
+            else None
+        )
+        if self._live is not None:
+            self._live.start()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
 
     def accept(self, webhook_id: str, event: dict[str, Any]) -> str:
         """Record one verified event; returns what it was: new, duplicate or stale."""
@@ -57,6 +76,12 @@ class ProgressBoard:
             line = json.dumps({"verdict": verdict, "webhook_id": webhook_id, **event})
         else:
             line = progress_line(event) + ("" if verdict == "new" else f"  ({verdict})")
+        if self._live is not None:
+            if verdict == "new":
+                thread_id = str((event.get("data") or {}).get("thread_id"))
+                self.lines[thread_id] = line
+                self._live.update(Text("\n".join(self.lines.values())), refresh=True)
+            return
         print(line, file=self.out, flush=True)
 
 
