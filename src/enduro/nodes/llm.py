@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
@@ -47,7 +48,11 @@ def openai_model_factory(settings: Settings | None = None) -> ModelFactory:
             # None: every retry happens in the budget seam, where it is visible, counted in
             # the ledger and honours Retry-After however long.
             max_retries=0,
-            timeout=600,
+            # An (unhashable) Timeout object makes langchain-openai build a client for this
+            # model instead of reusing its process-wide cached one: that one is bound to the
+            # first event loop, and a worker calling advance_thread under a new loop would
+            # get "Event loop is closed" from it.
+            timeout=openai.Timeout(600.0),
             stream_usage=True,
         )
 
