@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 import pytest
 
 from budgetkit import billed_nusd, ledger_rows, start, totals, usd_to_nano
+from clikit import ENDURO
+from clikit import cli_env as _env
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
 from enduro.runner import advance_thread
@@ -37,7 +38,6 @@ from fakellm import Fault, ScriptedLLM
 
 RUNS = int(os.environ.get("ENDURO_FUZZ_RUNS", "100"))
 SEED = int(os.environ.get("ENDURO_FUZZ_SEED", str(random.randrange(1 << 30))))
-ENDURO = str(Path(sys.executable).parent / "enduro")
 TOPICS = ["Survey", "Collect", "Compare", "Draft", "Check", "Polish"]
 
 
@@ -185,16 +185,6 @@ async def test_random_runs_never_pass_their_limits(db_url: str, llm_env: Scripte
     exhausted = sum(n for k, n in outcomes.items() if k.startswith("budget_exhausted:max_usd"))
     assert exhausted >= RUNS // 10, outcomes
     assert outcomes.get("completed:None", 0) >= RUNS // 10, outcomes
-
-
-def _env(llm: ScriptedLLM, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ENDURO_", "LANGSMITH_", "LANGCHAIN_"))
-    }
-    env.update(OPENAI_BASE_URL=llm.base_url, ENDURO_WORKSPACE=str(tmp_path / "ws"))
-    return env
 
 
 @pytest.mark.parametrize("kill_after", [2, 5])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,28 +12,12 @@ from typing import Any
 
 import pytest
 
+from clikit import ENDURO
+from clikit import cli_env as _env
+from clikit import run_cli as _cli
 from fakellm import ScriptedLLM
 
-ENDURO = str(Path(sys.executable).parent / "enduro")
 STEPS = ["Collect sources", "Read sources", "Extract facts", "Draft report", "Polish report"]
-
-
-def _env(llm: ScriptedLLM, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ENDURO_", "LANGSMITH_", "LANGCHAIN_"))
-    }
-    env.update(OPENAI_BASE_URL=llm.base_url, ENDURO_WORKSPACE=str(tmp_path / "ws"))
-    return env
-
-
-def _cli(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ENDURO, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def _status(tid: str, db: str, env: dict[str, str]) -> dict[str, Any]:

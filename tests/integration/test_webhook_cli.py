@@ -4,10 +4,8 @@ that is down and comes back, `enduro webhooks …`, and configuration errors."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,30 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
+from clikit import ENDURO
+from clikit import cli_env as _env
+from clikit import run_cli as _cli
 from enduro.cli import main
 from enduro.webhooks.config import new_secret
 from enduro.webhooks.signing import Signer, delivery_headers
 from fakellm import ScriptedLLM
 from receiver import Receiver, always, reserve_port
 
-ENDURO = str(Path(sys.executable).parent / "enduro")
 STEPS = ["Collect sources", "Read sources", "Extract facts", "Draft report", "Polish report"]
-
-
-def _env(llm: ScriptedLLM, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "ENDURO_", "LANGSMITH_", "LANGCHAIN_"))
-    }
-    env.update(OPENAI_BASE_URL=llm.base_url, ENDURO_WORKSPACE=str(tmp_path / "ws"), **extra)
-    return env
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ENDURO, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def _listing(tid: str, db: str, env: dict[str, str], *flags: str) -> dict[str, Any]:
