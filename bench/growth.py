@@ -12,7 +12,7 @@ about 1.3 KB of tool result) → act → a text answer (about 500 characters); e
 reviews the step (reflect, `StepReview` "done") and the baseline appends the next
 instruction as a human message.
 
-enduro's plan node caps a plan at 12 steps (`MAX_STEPS`), so the fake reviewer answers
+enduro's plan node caps a plan at 8 steps (`MAX_PLAN_STEPS`), so the fake reviewer answers
 `replan` with 12 new steps when it reviews the last step of the plan, and the bench raises
 the `max_replans` context knob so those replans are accepted (no monkeypatching).
 
@@ -82,8 +82,8 @@ from typing_extensions import TypedDict
 
 from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
-from enduro.nodes.plan import MAX_STEPS
 from enduro.runner import DEFAULT_KEEP_CHECKPOINTS, advance_thread, create_run
+from enduro.state import MAX_PLAN_STEPS
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 GOAL = (
@@ -160,7 +160,7 @@ class BenchModel(BaseChatModel):
     other tools (act / agent), none (finish). An act whose last message is a tool result
     answers in text, otherwise it calls write_file."""
 
-    steps_per_plan: int = MAX_STEPS
+    steps_per_plan: int = MAX_PLAN_STEPS
     planned: int = 0
     acts: int = 0
     act_times: list[float] = Field(default_factory=list)
@@ -235,7 +235,7 @@ class BenchModel(BaseChatModel):
             "summary": prose(f"summary:{step}", SUMMARY_CHARS),
         }
         if step >= self.planned:
-            # The last step of the plan: extend it (enduro caps one plan at MAX_STEPS).
+            # The last step of the plan: extend it (enduro caps one plan at MAX_PLAN_STEPS).
             args["verdict"] = "replan"
             args["new_steps"] = self._new_steps()
         return _call("StepReview", args, f"review{step}")
@@ -614,8 +614,8 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"workload per step: act → write_file ({FILE_CHARS} chars; result ~{FILE_CHARS + 60}) "
         f"→ act → text ({ANSWER_CHARS} chars); enduro adds reflect (summary {SUMMARY_CHARS} "
-        f"chars) and extends its {MAX_STEPS}-step plan by a `replan` verdict with "
-        f"{MAX_STEPS} new steps at each plan's last step (max_replans raised); the baseline "
+        f"chars) and extends its {MAX_PLAN_STEPS}-step plan by a `replan` verdict with "
+        f"{MAX_PLAN_STEPS} new steps at each plan's last step (max_replans raised); the baseline "
         "adds a human 'next step' message",
         flush=True,
     )

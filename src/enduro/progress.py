@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
+from enduro.state import FINISHED_STEP_STATUSES
+
 
 class Progress:
     def __init__(self, *, quiet: bool = False, console: Console | None = None) -> None:
@@ -36,7 +38,7 @@ class Progress:
             self.console.print(text, highlight=False, soft_wrap=True, markup=False)
 
     def _line(self) -> str:
-        done = sum(1 for s in self.plan if s["status"] in ("done", "failed", "skipped"))
+        done = sum(1 for s in self.plan if s["status"] in FINISHED_STEP_STATUSES)
         title = next((s["title"] for s in self.plan if s["id"] == self.current), "planning")
         elapsed = time.monotonic() - self.started
         usd = self.usage.get("usd")

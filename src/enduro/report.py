@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from enduro.state import Archive, PlanStep
+from enduro.state import FINISHED_STEP_STATUSES, Archive, PlanStep
 
 
 def progress(plan: list[PlanStep], archive: Archive | None = None) -> dict[str, Any]:
     archived = archive["steps"] if archive else 0
-    done = archived + sum(1 for s in plan if s["status"] in ("done", "failed", "skipped"))
+    done = archived + sum(1 for s in plan if s["status"] in FINISHED_STEP_STATUSES)
     total = archived + len(plan)
     return {
         "steps_done": done,
@@ -36,7 +36,7 @@ def render_report(
     lines = [f"Goal: {goal}", f"Outcome: {status}" + (f" ({stop_reason})" if stop_reason else "")]
     if final_text:
         lines += ["", final_text.strip()]
-    done = [s for s in plan if s["status"] in ("done", "failed", "skipped")]
+    done = [s for s in plan if s["status"] in FINISHED_STEP_STATUSES]
     remaining = [s for s in plan if s["status"] in ("pending", "active")]
     archived = archive["steps"] if archive else 0
     lines += ["", f"Steps done ({archived + len(done)}/{archived + len(plan)}):"]

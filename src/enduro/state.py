@@ -14,6 +14,11 @@ from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 StepStatus = Literal["pending", "active", "done", "failed", "skipped"]
+FINISHED_STEP_STATUSES: frozenset[str] = frozenset({"done", "failed", "skipped"})
+"""A step in one of these states is over: progress counts it, the archive may move it out."""
+MIN_PLAN_STEPS = 3
+MAX_PLAN_STEPS = 8
+"""The planner is asked for MIN..MAX steps; a longer plan is cut to MAX (a replan too)."""
 RunStatus = Literal["running", "paused", "completed", "budget_exhausted", "cancelled", "failed"]
 
 

@@ -119,3 +119,16 @@ def test_last_step_done_closes_the_plan() -> None:
 def test_usage_reducer_sums_parallel_deltas() -> None:
     total = add_usage(add_usage({"tool_calls": 1}, {"tool_calls": 1}), {"llm_calls": 2})
     assert total == {"tool_calls": 2, "llm_calls": 2}
+
+
+def test_plan_length_has_one_source() -> None:
+    """The prompt, the schema the model sees and the cut all name the same bounds."""
+    from enduro.nodes.plan import Plan
+    from enduro.nodes.prompts import PLAN_SYSTEM
+    from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS
+
+    bounds = f"{MIN_PLAN_STEPS} to {MAX_PLAN_STEPS}"
+    assert bounds in PLAN_SYSTEM
+    assert bounds in str(Plan.model_json_schema()["properties"]["steps"]["description"])
+    too_long = make_steps([StepSpec(title=f"s{i}") for i in range(MAX_PLAN_STEPS + 4)])
+    assert [s["id"] for s in too_long] == [f"s{i}" for i in range(1, MAX_PLAN_STEPS + 1)]

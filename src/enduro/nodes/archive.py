@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from enduro.state import Archive, PlanStep
+from enduro.state import FINISHED_STEP_STATUSES, Archive, PlanStep
 
 KEEP_FINISHED = 8
 HISTORY_DIR = ".history/steps"
-_FINISHED = ("done", "failed", "skipped")
 
 
 def compact(
     plan: list[PlanStep], keep: int = KEEP_FINISHED
 ) -> tuple[list[PlanStep], list[PlanStep]]:
     """Split off the oldest finished steps so at most `keep` remain; order is preserved."""
-    finished = [i for i, s in enumerate(plan) if s["status"] in _FINISHED]
+    finished = [i for i, s in enumerate(plan) if s["status"] in FINISHED_STEP_STATUSES]
     drop = set(finished[: max(0, len(finished) - keep)])
     kept = [s for i, s in enumerate(plan) if i not in drop]
     moved = [s for i, s in enumerate(plan) if i in drop]

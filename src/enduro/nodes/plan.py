@@ -13,9 +13,7 @@ from enduro.context import EnduroContext
 from enduro.nodes.llm import invoke_structured
 from enduro.nodes.prompts import PLAN_SYSTEM
 from enduro.nodes.services import Services, context_of, model_config
-from enduro.state import AgentState, PlanStep
-
-MAX_STEPS = 12
+from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, AgentState, PlanStep
 
 
 class StepSpec(BaseModel):
@@ -26,7 +24,9 @@ class StepSpec(BaseModel):
 class Plan(BaseModel):
     """An ordered plan for reaching the goal."""
 
-    steps: list[StepSpec] = Field(description="The steps, in order (3 to 8)")
+    steps: list[StepSpec] = Field(
+        description=f"The steps, in order ({MIN_PLAN_STEPS} to {MAX_PLAN_STEPS})"
+    )
 
 
 def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
@@ -39,7 +39,7 @@ def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
             summary=None,
             attempts=0,
         )
-        for i, s in enumerate(specs[:MAX_STEPS])
+        for i, s in enumerate(specs[:MAX_PLAN_STEPS])
     ]
 
 

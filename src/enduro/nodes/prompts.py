@@ -3,11 +3,12 @@ progress, logs and the test suite's scripted model rely on."""
 
 from __future__ import annotations
 
-from enduro.state import Archive, PlanStep
+from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, Archive, PlanStep
 
 PLAN_SYSTEM = (
     "You are the planner of a long-running autonomous agent. Turn the user's goal into a "
-    "short ordered list of concrete steps (3 to 8). Each step must be something the agent "
+    f"short ordered list of concrete steps ({MIN_PLAN_STEPS} to {MAX_PLAN_STEPS}). Each step "
+    "must be something the agent "
     "can finish on its own with the tools it has (files in its workspace, fetching URLs). "
     "Answer with the Plan tool."
 )

@@ -26,6 +26,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langgraph.errors import GraphDrained
 
 from enduro.context import EnduroContext
+from enduro.state import FINISHED_STEP_STATUSES
 from enduro.webhooks.events import TERMINAL_EVENT, ThreadView, plan_summary, scrub
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 GRAPH_NAME = "enduro"
 # Nodes whose work can take long; a heartbeat names the oldest one running.
 WORK_NODES = frozenset({"plan", "act", "tools", "reflect", "finish"})
-_DONE = ("done", "failed", "skipped")
 
 
 class Emitter(Protocol):
@@ -322,7 +322,8 @@ class WebhookHandler(AsyncCallbackHandler):
             await self._emit(thread, kind, {}, f"{kind}:{self._segment_key(thread, run_id)}")
         if run.node == "reflect":
             for step in view.plan:
-                if step.get("status") in _DONE and before.get(step["id"]) not in _DONE:
+                finished = step.get("status") in FINISHED_STEP_STATUSES
+                if finished and before.get(step["id"]) not in FINISHED_STEP_STATUSES:
                     info = {"id": step["id"], "title": step["title"], "status": step["status"]}
                     await self._emit(
                         thread, "step.completed", {"step": info}, f"step.completed:{step['id']}"
