@@ -6,9 +6,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from enduro.budgets.limits import final_reserve_usd
 from enduro.budgets.report import SpendView
 from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
+from enduro.forecast import forecast
 from enduro.report import progress, render_report
 from enduro.state import USAGE_KEYS
 
@@ -61,6 +63,8 @@ def build_status(
             spend=spend.report_lines() if spend is not None else (),
             archive=values.get("archive"),
         )
+    steps = progress(plan, values.get("archive"))
+    limits = row.context.limits()
     return {
         "thread_id": row.thread_id,
         "goal": row.goal,
@@ -69,9 +73,9 @@ def build_status(
         "resumable": status in ("paused", "budget_exhausted", "cancelled", "failed"),
         "plan": [{"id": s["id"], "title": s["title"], "status": s["status"]} for s in plan],
         "current_step": values.get("current"),
-        "progress": progress(plan, values.get("archive")),
+        "progress": steps,
         "usage": usage,
-        "limits": row.context.limits(),
+        "limits": limits,
         "warnings": values.get("warnings") or [],
         "budget": values.get("budget") or {},
         "report": report,
@@ -79,6 +83,14 @@ def build_status(
         "segments": row.segments,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(max(row.updated_at, row.heartbeat_at or 0)),
+        "forecast": forecast(
+            steps_done=steps["steps_done"],
+            steps_total=steps["steps_total"],
+            usage=usage,
+            limits=limits,
+            samples=spend.step_costs() if spend is not None else (),
+            reserve_usd=final_reserve_usd(row.context.max_usd, row.context.final_reserve_usd),
+        ),
     }
 
 

@@ -82,8 +82,11 @@ def test_run_to_completion_json_contract(db_url: str, llm: ScriptedLLM, tmp_path
         "limits",
         "report",
         "updated_at",
+        "forecast",
     }
     assert status["thread_id"] == tid and status["status"] == "completed"
+    assert status["forecast"]["steps_done"] == status["progress"]["steps_done"]
+    assert status["forecast"]["warning"] is None
     assert status["stop_reason"] is None
     assert status["limits"] == {
         "max_usd": None,

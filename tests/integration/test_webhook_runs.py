@@ -86,6 +86,12 @@ async def test_a_run_sends_the_documented_events_in_order(
     assert last["status"] == "completed" and last["progress"]["percent"] == 100.0
     assert last["progress"]["eta_seconds"] == 0 and last["usage"]["tool_calls"] == 3
     assert last["checkpoint_id"]
+    # Every event carries the forecast; once a step is done it projects from the ledger.
+    assert all("forecast" in e["data"] for e in events)
+    step_done = next(e["data"] for e in events if e["type"] == "step.completed")
+    assert step_done["forecast"]["basis"] == "ledger"
+    assert step_done["forecast"]["steps_done"] == 1 and step_done["forecast"]["steps_total"] == 3
+    assert last["forecast"]["usd"]["projected"] == last["forecast"]["usd"]["spent"]
     # Never tool arguments (the scripted write_file content), the goal or the secret.
     raw = b"".join(h.body for h in rec.hits)
     for private in (b"notes for", b"notes/s1.md", b"Research tidal pools", secret.encode()):

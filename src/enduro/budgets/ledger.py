@@ -228,6 +228,28 @@ class Ledger:
             for r in rows
         ]
 
+    async def calls(self, thread_id: str) -> list[dict[str, Any]]:
+        """Every row of the thread in time order: `{"at", "node", "model", "state", "calls",
+        "usd", "rollup"}` (`at` epoch seconds of the reservation, `usd` as charged). Roll-ups
+        of older calls carry the time of the first call they fold; bounded by compaction."""
+        rows = await self.db.fetchall(
+            f"SELECT call_id, created_at, node, model, state, calls, {_CHARGED} AS nusd"
+            " FROM enduro_spend WHERE thread_id = %s ORDER BY created_at, call_id",
+            (thread_id,),
+        )
+        return [
+            {
+                "at": float(r["created_at"]),
+                "node": r["node"],
+                "model": r["model"],
+                "state": r["state"],
+                "calls": int(r["calls"] or 0),
+                "usd": nano_to_usd(int(r["nusd"] or 0)),
+                "rollup": str(r["call_id"]).startswith("rollup:"),
+            }
+            for r in rows
+        ]
+
     async def compact(self, thread_id: str, keep: int | None = None) -> int:
         """Roll finished rows older than the newest `keep` (default KEEP_ROWS) up into one
         row per (model, node, state); returns how many rows were folded. Open rows are never

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from enduro.budgets.ledger import Ledger, SpendLine, Totals
 from enduro.checkpointing.db import Database
+from enduro.forecast import StepCost, step_costs
 
 
 def _money(usd: float) -> str:
@@ -67,12 +68,18 @@ class SpendView:
     totals: Totals
     lines: list[SpendLine]
     active_seconds: float
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """The ledger's rows in time order (`Ledger.calls`), for spend over time and forecasts."""
 
     def usage(self) -> dict[str, Any]:
         return ledger_usage(self.totals, self.active_seconds)
 
     def report_lines(self) -> list[str]:
         return spend_lines(self.lines, self.totals)
+
+    def step_costs(self) -> list[StepCost]:
+        """Per-step samples for the forecast's range (roll-ups and refused calls left out)."""
+        return step_costs([c for c in self.calls if not c["rollup"] and c["state"] != "released"])
 
 
 async def load_spend(db: Database, thread_id: str) -> SpendView:
@@ -81,4 +88,5 @@ async def load_spend(db: Database, thread_id: str) -> SpendView:
         totals=await ledger.totals(thread_id),
         lines=await ledger.breakdown(thread_id),
         active_seconds=await ledger.active_seconds(thread_id),
+        calls=await ledger.calls(thread_id),
     )

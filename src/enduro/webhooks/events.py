@@ -174,6 +174,7 @@ def snapshot(
         "limits": status["limits"],
         "warnings": status["warnings"],
         "checkpoint_id": checkpoint_id,
+        "forecast": status["forecast"],
     }
 
 
