@@ -49,11 +49,11 @@ from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 
 from budgetkit import MODEL, billed_nusd, context, start
-from enduro.budgets.errors import BudgetStop
 from enduro.budgets.ledger import Ledger
 from enduro.budgets.pricing import TokenCounts, override_price, to_nano
 from enduro.budgets.service import BudgetService, CallScope
 from enduro.checkpointing.backend import open_backend
+from enduro.errors import BudgetStop
 from enduro.nodes.llm import invoke_model
 from enduro.runner import advance_thread
 from fakellm import ScriptedLLM

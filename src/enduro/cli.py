@@ -14,23 +14,24 @@ from typing import Any
 
 from langgraph.runtime import RunControl
 
+from enduro._redact import redact
 from enduro.budgets.cli_flags import add_budget_flags, budget_overrides
 from enduro.budgets.config import check_budget_config
 from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
-from enduro.checkpointing.backend import Backend, open_backend, redact
+from enduro.checkpointing.backend import Backend, open_backend
 from enduro.cliargs import number
 from enduro.context import EnduroContext
+from enduro.errors import ConfigError, StopReason, UnknownThread
 from enduro.log import setup_logging
 from enduro.nodes.llm import openai_model_factory
 from enduro.progress import Progress
 from enduro.runner import (
     DEFAULT_KEEP_CHECKPOINTS,
-    UnknownThread,
     advance_with_backend,
     create_run,
 )
-from enduro.settings import ConfigError, Settings
+from enduro.settings import Settings
 from enduro.status import build_status, checkpoint_values
 from enduro.webhooks import cli as webhooks_cli
 from enduro.webhooks.session import WebhookSession
@@ -157,7 +158,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
             nonlocal signals
             signals += 1
             if signals == 1:
-                control.request_drain("signal")
+                control.request_drain(StopReason.SIGNAL.value)
                 progress.say("stopping at the next step boundary (signal again to stop now)")
             elif task is not None:
                 task.cancel()
@@ -254,7 +255,7 @@ async def _cancel(backend: Backend, thread_id: str, status: dict[str, Any]) -> N
     elif status["status"] in ("completed", "cancelled"):
         print(f"{thread_id} is already {status['status']}", file=sys.stderr)
     else:
-        await threads.release(backend.db, thread_id, "cancelled", "cancel")
+        await threads.release(backend.db, thread_id, "cancelled", StopReason.CANCEL.value)
         await webhooks_cli.thread_cancelled(backend, thread_id)
         print(f"{thread_id} cancelled", file=sys.stderr)
 

@@ -24,10 +24,10 @@ from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.retention import prune_thread
 from enduro.context import EnduroContext
+from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
 from enduro.graph import build_graph
 from enduro.log import current_thread_id
 from enduro.nodes.llm import ModelFactory
-from enduro.settings import ConfigError
 from enduro.state import AgentState
 from enduro.webhooks.session import WebhookSession, open_segment
 
@@ -45,10 +45,6 @@ DEFAULT_KEEP_CHECKPOINTS = 20
 RECURSION_LIMIT = 10_000_000
 
 Update = Callable[[dict[str, Any]], None]
-
-
-class UnknownThread(ConfigError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -174,7 +170,7 @@ async def _advance(
     fixed = model if isinstance(model, BaseChatModel) else None
     check_budget_config(context, model_name_of(fixed, context.model) if fixed else None)
     if not await threads.claim(db, thread_id, context):
-        raise ConfigError(
+        raise ThreadBusy(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
             "`enduro cancel` it first"
         )
@@ -197,7 +193,9 @@ async def _advance(
         # live process that no longer runs it.
         if events is not None:
             await events.close()
-        reason = "signal" if isinstance(exc, asyncio.CancelledError) else f"{exc}"[:2000]
+        reason = (
+            StopReason.SIGNAL.value if isinstance(exc, asyncio.CancelledError) else f"{exc}"[:2000]
+        )
         await asyncio.shield(threads.release(db, thread_id, "paused", reason))
         raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
@@ -230,7 +228,7 @@ async def _advance(
         outcome = Outcome(thread_id, "paused", drained.reason)
     except asyncio.CancelledError:
         # Second signal: stop now. The last checkpoint (durability="sync") still holds.
-        outcome = Outcome(thread_id, "paused", "signal")
+        outcome = Outcome(thread_id, "paused", StopReason.SIGNAL.value)
         raise
     except Exception as exc:
         log.exception("run failed")

@@ -6,13 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enduro.errors import ConfigError
+
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_DB_PATH = Path(".enduro") / "enduro.sqlite"
 DEFAULT_WORKSPACE = Path(".enduro") / "workspaces"
-
-
-class ConfigError(ValueError):
-    """A usage or configuration error: the CLI exits 2 with this text."""
 
 
 def _env(name: str) -> str | None:

@@ -20,8 +20,8 @@ from enduro.budgets.pricing import TokenCounts
 from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
+from enduro.errors import ConfigError
 from enduro.runner import advance_thread
-from enduro.settings import ConfigError
 from enduro.status import build_status, checkpoint_values
 from enduro.tools import default_tools
 from fakellm import Fault, ScriptedLLM

@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from enduro.budgets.clock import ActiveClock
-from enduro.budgets.errors import BudgetStop
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.budgets.pricing import TokenCounts
 from enduro.checkpointing.backend import open_backend
+from enduro.errors import BudgetStop
 
 
 def _tid() -> str:

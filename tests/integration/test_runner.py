@@ -12,7 +12,8 @@ import pytest
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
-from enduro.runner import UnknownThread, advance_thread, create_run
+from enduro.errors import UnknownThread
+from enduro.runner import advance_thread, create_run
 from enduro.status import build_status, checkpoint_values
 from fakellm import Fault, ScriptedLLM
 

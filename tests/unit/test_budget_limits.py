@@ -17,7 +17,7 @@ from enduro.budgets.limits import (
     usd_cap_nano,
 )
 from enduro.budgets.seam import BACKOFF, classify
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from enduro.budgets.pricing import (
     to_nano,
     usd_to_nano_floor,
 )
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 MINI = "gpt-4o-mini"  # $0.15 in, $0.075 cached in, $0.60 out per million tokens
 

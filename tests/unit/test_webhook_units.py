@@ -14,20 +14,22 @@ import jsonschema_rs
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from enduro._redact import redact
+from enduro._retry_after import parse_retry_after
 from enduro.context import EnduroContext
-from enduro.settings import ConfigError, Settings
+from enduro.errors import ConfigError
+from enduro.settings import Settings
 from enduro.webhooks.config import (
     WebhookConfig,
     endpoint_id,
     fingerprint,
     new_secret,
-    redact_url,
     secret_bytes,
     validate_url,
 )
-from enduro.webhooks.events import ThreadView, eta_seconds, render_body, scrub, snapshot
+from enduro.webhooks.events import MAX_ERROR_CHARS, ThreadView, eta_seconds, render_body, snapshot
 from enduro.webhooks.handler import warning_info
-from enduro.webhooks.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_retry_after
+from enduro.webhooks.retry import DEFAULT_SCHEDULE, RetryPolicy
 from enduro.webhooks.signing import Signer, delivery_headers
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "webhook-event.schema.json").read_text())
@@ -94,17 +96,17 @@ def test_env_urls_are_comma_separated_and_flags_win(monkeypatch: pytest.MonkeyPa
 
 
 def test_redaction_of_urls_and_error_text() -> None:
-    assert redact_url("https://u:pw@h.example/p?token=abc") == "https://***@h.example/p?…"
+    assert redact("https://u:pw@h.example/p?token=abc") == "https://***@h.example/p?…"
     assert endpoint_id("https://a/x") == endpoint_id("https://a/x") != endpoint_id("https://a/y")
     secret = new_secret()
     text = (
         f"boom {secret} Authorization: Bearer abc.def sk-proj-123456789 "
         "https://user:pw@host/x?token=zzz&x=1"
     )
-    clean = scrub(text) or ""
+    clean = redact(text, MAX_ERROR_CHARS)
     for leaked in (secret, "abc.def", "sk-proj-123456789", "pw@", "zzz"):
         assert leaked not in clean
-    assert scrub("x" * 900, limit=500) == "x" * 499 + "…"
+    assert redact("x" * 900, limit=500) == "x" * 499 + "…"
 
 
 def test_retry_schedule_backs_off_with_bounded_jitter() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from enduro.budgets.limits import parse_deadline
 from enduro.cliargs import number
 from enduro.context import LIMIT_KEYS
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 
 def _deadline(text: str) -> str:

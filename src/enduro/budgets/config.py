@@ -6,7 +6,7 @@ from __future__ import annotations
 from enduro.budgets.limits import deadline_epoch
 from enduro.budgets.pricing import override_price, require_price
 from enduro.context import EnduroContext
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 
 def check_budget_config(context: EnduroContext, model: str | None = None) -> None:

@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from enduro.errors import StopReason
+
 WARN_THRESHOLDS: tuple[int, ...] = (50, 80, 95)
 NOTE_THRESHOLD = 80
 """Past this share of any limit, the act prompt tells the model what is left."""
@@ -107,9 +109,9 @@ def decide(
             exhausted = limit
     deadline_passed = seconds_to_deadline is not None and seconds_to_deadline < MIN_CALL_SECONDS
     if exhausted is None and deadline_passed:
-        exhausted = "deadline"
+        exhausted = StopReason.DEADLINE.value
     if cancel_requested:
-        return Decision(False, "cancel", tuple(warnings))
+        return Decision(False, StopReason.CANCEL.value, tuple(warnings))
     if not steps_pending:
         # Nothing left to do: the run completed, even if it used a limit up on the way.
         return Decision(False, None, tuple(warnings))

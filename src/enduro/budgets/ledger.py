@@ -24,9 +24,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from enduro.budgets.errors import BudgetStop
 from enduro.budgets.pricing import TokenCounts, nano_to_usd
 from enduro.checkpointing.db import Database, Transaction
+from enduro.errors import BudgetStop, StopReason
 
 # Key space of the per-thread advisory lock (the migration lock uses a single bigint key,
 # a separate key space).
@@ -154,11 +154,11 @@ class Ledger:
             await self._lock(tx, thread_id)
             totals = Totals.from_row(await tx.fetchone(_TOTALS, (thread_id,)))
             if caps.usd_nano is not None and totals.charged_nusd + usd_nano > caps.usd_nano:
-                raise BudgetStop("max_usd")
+                raise BudgetStop(StopReason.MAX_USD)
             if caps.tokens is not None and totals.charged_tokens + tokens > caps.tokens:
-                raise BudgetStop("max_tokens")
+                raise BudgetStop(StopReason.MAX_TOKENS)
             if caps.llm_calls is not None and totals.llm_calls + 1 > caps.llm_calls:
-                raise BudgetStop("max_llm_calls")
+                raise BudgetStop(StopReason.MAX_LLM_CALLS)
             await tx.execute(
                 "INSERT INTO enduro_spend (call_id, thread_id, node, model, state, priced,"
                 " reserved_nusd, reserved_tokens, created_at)"

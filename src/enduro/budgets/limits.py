@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from enduro.budgets.pricing import usd_to_nano_floor
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 DEFAULT_FINAL_RESERVE_FRACTION = 0.05
 """Share of max_usd kept back for finish's summarising call unless the context says."""

@@ -10,8 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from enduro.budgets.errors import RunStop
 from enduro.budgets.service import BudgetService
+from enduro.errors import RunStop
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Protocol
 import genai_prices
 from genai_prices import data_snapshot
 
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 NANO_PER_USD = 1_000_000_000
 _MTOK = Decimal(1_000_000)

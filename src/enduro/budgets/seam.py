@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,9 @@ import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
+from enduro._redact import redact
+from enduro._retry_after import retry_after_of
 from enduro.budgets.decision import MIN_CALL_SECONDS
-from enduro.budgets.errors import BudgetStop, PricingUnknown, ProviderStop, RunStop
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.budgets.limits import usd_cap_nano
 from enduro.budgets.pricing import (
@@ -42,6 +42,7 @@ from enduro.budgets.pricing import (
 )
 from enduro.budgets.service import CallScope
 from enduro.budgets.tokens import input_token_bound, output_token_bound
+from enduro.errors import BudgetStop, PricingUnknown, ProviderStop, RunStop, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -91,25 +92,6 @@ class Metered:
 
 Invoke = Callable[[BaseChatModel], Awaitable[tuple[Any, AIMessage | None]]]
 
-_KEYLIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{4,}")
-
-
-def _redact(text: str) -> str:
-    """Provider messages may echo part of the key: never let it reach state or logs."""
-    return _KEYLIKE.sub(r"\1-***", text)
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        if "retry-after" in headers:
-            return max(0.0, float(headers["retry-after"]))
-    except ValueError:
-        return None  # an HTTP date: rare from model providers; fall back to backoff
-    return None
-
 
 def _code(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, Mapping) else {}
@@ -123,42 +105,52 @@ def classify(exc: BaseException, thread_id: str) -> Failure | None:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         code = _code(exc)
-        what = _redact(f"{type(exc).__name__}, HTTP {status}: {exc.message}")[:400]
+        what = redact(f"{type(exc).__name__}, HTTP {status}: {exc.message}")[:400]
         # Only OpenAI's explicit code: other providers say "quota" for per-minute limits.
         if status == 429 and "insufficient_quota" in (code, str(getattr(exc, "type", ""))):
-            reason = (
-                f"insufficient_quota: the provider says the account is out of credit or over "
+            reason = StopReason.INSUFFICIENT_QUOTA.explain(
+                f"the provider says the account is out of credit or over "
                 f"its quota ({what}). Add credit or raise the quota, then {resume}"
             )
             return Failure("fatal", False, what, stop=ProviderStop(reason, status="paused"))
         if status == 429:
-            return Failure("rate_limit", False, what, retry_after=_retry_after(exc))
+            return Failure(
+                "rate_limit", False, what, retry_after=retry_after_of(exc.response.headers)
+            )
         if status in (401, 403):
-            reason = (
-                f"invalid_api_key: the provider rejected the credentials ({what}). Set "
+            reason = StopReason.INVALID_API_KEY.explain(
+                f"the provider rejected the credentials ({what}). Set "
                 f"OPENAI_API_KEY to a valid key for this endpoint, then {resume}"
             )
             return Failure("fatal", False, what, stop=ProviderStop(reason))
         if "context_length" in code or "maximum context length" in exc.message.lower():
-            reason = (
-                f"context_length_exceeded: the request is longer than the model's context "
+            reason = StopReason.CONTEXT_LENGTH_EXCEEDED.explain(
+                f"the request is longer than the model's context "
                 f"window ({what}). Resume with a longer-context model ({resume} --model …) "
                 "or a lower max_output_tokens"
             )
             return Failure("fatal", False, what, stop=ProviderStop(reason))
         if status == 404:
-            reason = f"model_not_found: {what}. Check --model / ENDURO_MODEL, then {resume}"
+            reason = StopReason.MODEL_NOT_FOUND.explain(
+                f"{what}. Check --model / ENDURO_MODEL, then {resume}"
+            )
             return Failure("fatal", False, what, stop=ProviderStop(reason))
         if status >= 500 or status == 408:
             # The server may have generated (and billed) before failing: keep it charged.
-            return Failure("transient", True, what, retry_after=_retry_after(exc))
+            return Failure(
+                "transient", True, what, retry_after=retry_after_of(exc.response.headers)
+            )
         if status == 409:
-            return Failure("transient", False, what, retry_after=_retry_after(exc))
-        reason = f"bad_request: the provider refused the request ({what}); {resume} after fixing"
+            return Failure(
+                "transient", False, what, retry_after=retry_after_of(exc.response.headers)
+            )
+        reason = StopReason.BAD_REQUEST.explain(
+            f"the provider refused the request ({what}); {resume} after fixing"
+        )
         return Failure("fatal", False, what, stop=ProviderStop(reason))
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         # Timeouts, resets, cut streams: the answer may have been generated and billed.
-        return Failure("transient", True, _redact(f"{type(exc).__name__}: {exc}")[:400])
+        return Failure("transient", True, redact(f"{type(exc).__name__}: {exc}")[:400])
     return None
 
 
@@ -238,13 +230,15 @@ async def metered_call(
     name = model_name_of(model, context.model)
     price = resolve_price(name, context.prices)
     if price is None and context.max_usd is not None:
-        raise PricingUnknown(f"unknown_price: {unknown_price_message(name)}")
+        raise PricingUnknown(StopReason.UNKNOWN_PRICE.explain(unknown_price_message(name)))
     out_bound = output_token_bound(model)
     if out_bound is None:
         if context.max_usd is not None or context.max_tokens is not None:
             raise RunStop(
-                f"unbounded_output: model {name!r} has no max_tokens, so no call has a worst "
-                "case to reserve; build it with max_tokens=N"
+                StopReason.UNBOUNDED_OUTPUT.explain(
+                    f"model {name!r} has no max_tokens, so no call has a worst "
+                    "case to reserve; build it with max_tokens=N"
+                )
             )
         out_bound = 0
     in_bound = input_token_bound(messages, tool_schemas)
@@ -285,7 +279,7 @@ async def metered_call(
         except Exception as exc:
             known = classify(exc, scope.thread_id)
             if known is None or known.billed:
-                await ledger.mark_lost(call_id, _redact(f"{type(exc).__name__}: {exc}"))
+                await ledger.mark_lost(call_id, redact(f"{type(exc).__name__}: {exc}"))
             else:
                 await ledger.release(call_id, known.detail)
             if known is None:
@@ -303,9 +297,13 @@ async def metered_call(
             else BACKOFF.transient_attempts
         )
         if failures >= attempts:
-            code = "rate_limited" if failure.kind == "rate_limit" else "provider_unavailable"
+            code = (
+                StopReason.RATE_LIMITED
+                if failure.kind == "rate_limit"
+                else StopReason.PROVIDER_UNAVAILABLE
+            )
             raise ProviderStop(
-                f"{code}: {failures} attempts failed, the last with {failure.detail}. "
+                f"{code.value}: {failures} attempts failed, the last with {failure.detail}. "
                 f"Resume later with `enduro resume {scope.thread_id}`",
                 status="paused",
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,9 +15,10 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from enduro._redact import redact
 from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
 from enduro.checkpointing.migrations import migrate
-from enduro.settings import ConfigError
+from enduro.errors import ConfigError
 
 
 def is_postgres(url: str) -> bool:
@@ -36,11 +36,6 @@ def sqlite_path(url: str) -> Path:
             f"unsupported database URL {redact(url)!r}: use postgresql://… or a SQLite file path"
         )
     return Path(url)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 @dataclass
@@ -110,8 +105,8 @@ async def postgres_pool(url: str, *, max_size: int = 10) -> AsyncIterator[AsyncC
     except Exception as exc:
         await pool.close()
         raise ConfigError(
-            f"cannot connect to PostgreSQL at {redact(url)}: {exc}. Is the server running and "
-            "the URL in --db / ENDURO_DATABASE_URL right?"
+            f"cannot connect to PostgreSQL at {redact(url)}: {redact(str(exc))}. Is the server "
+            "running and the URL in --db / ENDURO_DATABASE_URL right?"
         ) from exc
     try:
         yield pool

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from enduro.checkpointing.db import Database, Row
 from enduro.context import EnduroContext
+from enduro.errors import StopReason
 
 if TYPE_CHECKING:
     from enduro.checkpointing.backend import Backend
@@ -58,7 +59,7 @@ class ThreadRow:
         """Status as users should see it: a `running` row whose owner died is `paused`
         with stop_reason `crashed`, because it is resumable from its last checkpoint."""
         if self.status == "running" and not owner_alive(self.owner, self.heartbeat_at, now):
-            return "paused", "crashed"
+            return "paused", StopReason.CRASHED.value
         return self.status, self.stop_reason
 
 

@@ -11,6 +11,7 @@ from enduro.budgets import decide
 from enduro.budgets.decision import carried_warnings, snapshot
 from enduro.budgets.seam import model_name_of
 from enduro.context import EnduroContext
+from enduro.errors import StopReason
 from enduro.nodes.plan import has_open_steps
 from enduro.nodes.services import Services, context_of, thread_id_of
 from enduro.state import AgentState, RunStatus
@@ -19,7 +20,7 @@ from enduro.state import AgentState, RunStatus
 def status_for(stop_reason: str | None) -> RunStatus:
     if stop_reason is None:
         return "completed"
-    if stop_reason == "cancel":
+    if stop_reason == StopReason.CANCEL:
         return "cancelled"
     return "budget_exhausted"
 

@@ -12,17 +12,18 @@ import sys
 import time
 from typing import Any
 
+from enduro._redact import redact
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.cliargs import number
-from enduro.settings import ConfigError, Settings
+from enduro.errors import ConfigError
+from enduro.settings import Settings
 from enduro.status import checkpoint_values
 from enduro.webhooks import outbox
 from enduro.webhooks.config import (
     WebhookConfig,
     endpoint_id,
     new_secret,
-    redact_url,
     secret_bytes,
 )
 from enduro.webhooks.listen import ProgressBoard, make_server
@@ -210,9 +211,9 @@ async def _list(backend: Backend, args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "endpoints": [
-                        {**dataclasses.asdict(e), "url": redact_url(e.url)} for e in endpoints
+                        {**dataclasses.asdict(e), "url": redact(e.url)} for e in endpoints
                     ],
-                    "deliveries": [{**r, "url": redact_url(r["url"])} for r in rows],
+                    "deliveries": [{**r, "url": redact(r["url"])} for r in rows],
                 },
                 default=str,
             )
@@ -223,7 +224,7 @@ async def _list(backend: Backend, args: argparse.Namespace) -> int:
         signed = f"signed {e.secret_fingerprint}" if e.secret_fingerprint else "unsigned"
         state = e.state + (f" ({e.disabled_reason})" if e.disabled_reason else "")
         print(
-            f"{e.thread_id}  {e.endpoint_id}  {redact_url(e.url)}  {state}  {signed}",
+            f"{e.thread_id}  {e.endpoint_id}  {redact(e.url)}  {state}  {signed}",
             file=sys.stderr,
         )
         for r in rows:

@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from enduro.settings import ConfigError, Settings
+from enduro._redact import redact
+from enduro.errors import ConfigError
+from enduro.settings import Settings
 from enduro.webhooks.retry import DEFAULT_SCHEDULE
 
 SECRET_PREFIX = "whsec_"
@@ -95,7 +97,7 @@ def _env_float(name: str) -> float | None:
 
 def validate_url(url: str) -> str:
     """An absolute http(s) URL with a host, or a ConfigError that names it."""
-    shown = redact_url(url)
+    shown = redact(url)
     hint = "give an absolute http:// or https:// URL, e.g. https://example.com/hooks/enduro"
     if not url or url != url.strip() or re.search(r"\s", url):
         raise ConfigError(f"webhook URL {shown!r} is empty or contains spaces: {hint}")
@@ -154,11 +156,3 @@ def fingerprint(secret: str) -> str:
 def endpoint_id(url: str) -> str:
     """Stable id of an endpoint URL (the same URL is the same endpoint in every process)."""
     return "ep_" + hashlib.sha256(url.encode()).hexdigest()[:12]
-
-
-def redact_url(url: str) -> str:
-    """The URL for messages and logs: no user:password, no query string (both often hold
-    tokens, e.g. `https://hooks.example.com/in?token=…`)."""
-    out = re.sub(r"(?<=://)[^/@?#]*@", "***@", url)
-    out = re.sub(r"\?[^#]*", "?…", out)
-    return out

@@ -9,12 +9,12 @@ secret: docs/webhook-event.schema.json is the contract, versioned by `data.versi
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from enduro._redact import redact
 from enduro.budgets.report import SpendView
 from enduro.checkpointing.threads import ThreadRow, this_owner
 from enduro.context import EnduroContext
@@ -47,24 +47,6 @@ TERMINAL_EVENT = {
 # Beyond this the plan list is dropped from `data` (it is the only part that can grow).
 MAX_BODY_BYTES = 32_000
 MAX_ERROR_CHARS = 500
-
-_SECRETS = [
-    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+"),
-    re.compile(r"(?i)\b(api[_-]?key|access[_-]?token|token|secret|password|sig)=[^&\s'\"]+"),
-    re.compile(r"(?<=://)[^/@\s'\"]+@"),
-]
-
-
-def scrub(text: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
-    """Error text as it may appear in an event: keys, bearer tokens, `whsec_` secrets,
-    credentials in URLs and `token=` query values masked, and the length capped."""
-    if text is None:
-        return None
-    for pattern in _SECRETS:
-        text = pattern.sub("***", text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -166,7 +148,7 @@ def snapshot(
     return {
         "thread_id": view.thread_id,
         "status": status["status"],
-        "stop_reason": scrub(status["stop_reason"]),
+        "stop_reason": redact(status["stop_reason"], MAX_ERROR_CHARS),
         "segment": view.segment,
         "progress": progress,
         "current_step": {"id": step["id"], "title": step["title"]} if step else None,

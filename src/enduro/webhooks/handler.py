@@ -25,9 +25,15 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler
 from langgraph.errors import GraphDrained
 
+from enduro._redact import redact
 from enduro.context import EnduroContext
 from enduro.state import FINISHED_STEP_STATUSES
-from enduro.webhooks.events import TERMINAL_EVENT, ThreadView, plan_summary, scrub
+from enduro.webhooks.events import (
+    MAX_ERROR_CHARS,
+    TERMINAL_EVENT,
+    ThreadView,
+    plan_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +168,9 @@ class WebhookHandler(AsyncCallbackHandler):
             elif parent_run_id is None or kwargs.get("name") == self.graph_name:
                 await self._root_start(run_id, metadata or {})
         except Exception as exc:  # events are best effort; the run must go on
-            log.warning("webhook handler: %s", scrub(f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "webhook handler: %s", redact(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            )
 
     async def on_chain_end(
         self,
@@ -178,7 +186,9 @@ class WebhookHandler(AsyncCallbackHandler):
             elif run_id in self._root_of:
                 await self._root_end(run_id, None)
         except Exception as exc:
-            log.warning("webhook handler: %s", scrub(f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "webhook handler: %s", redact(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            )
 
     async def on_chain_error(
         self,
@@ -197,7 +207,9 @@ class WebhookHandler(AsyncCallbackHandler):
             elif run_id in self._root_of:
                 await self._root_end(run_id, error)
         except Exception as exc:
-            log.warning("webhook handler: %s", scrub(f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "webhook handler: %s", redact(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            )
 
     # -- root run --------------------------------------------------------------------------
 
@@ -379,7 +391,7 @@ class WebhookHandler(AsyncCallbackHandler):
                 "could not write webhook event %s for thread %s: %s",
                 kind,
                 thread.view.thread_id,
-                scrub(f"{type(exc).__name__}: {exc}"),
+                redact(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS),
             )
             return None
         if seq is not None:
@@ -407,7 +419,7 @@ def warning_info(tag: str) -> dict[str, Any]:
 
 
 def error_info(error: BaseException) -> dict[str, Any]:
-    return {"type": type(error).__name__, "message": scrub(str(error))}
+    return {"type": type(error).__name__, "message": redact(str(error), MAX_ERROR_CHARS)}
 
 
 def _limit_value(view: ThreadView, tag: str) -> object:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 # 5 s, 20 s, 80 s, 5 m 20 s, 21 m 20 s, 1 h 25 m, then 6 h four times: 11 attempts over
 # about 26 hours, enough to ride out an overnight outage of the receiver.
@@ -59,21 +57,3 @@ class RetryPolicy:
 
     def is_dead(self, attempts: int, age: float) -> bool:
         return attempts >= self.max_attempts or age >= self.max_age
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds: delta-seconds or an HTTP date; None when absent or junk."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 import httpx
 
+from enduro._redact import redact
+from enduro._retry_after import retry_after_of
 from enduro.checkpointing.db import Database
 from enduro.checkpointing.threads import this_owner
 from enduro.webhooks import outbox
-from enduro.webhooks.config import WebhookConfig, redact_url
-from enduro.webhooks.events import scrub
-from enduro.webhooks.retry import RetryPolicy, parse_retry_after
+from enduro.webhooks.config import WebhookConfig
+from enduro.webhooks.events import MAX_ERROR_CHARS
+from enduro.webhooks.retry import RetryPolicy
 from enduro.webhooks.signing import Signer, delivery_headers
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class Sender:
             try:
                 next_due = await self._dispatch()
             except Exception as exc:  # the database may blip; the next round retries
-                log.warning("webhook sender: %s", scrub(str(exc)))
+                log.warning("webhook sender: %s", redact(str(exc), MAX_ERROR_CHARS))
             timeout = self.config.poll_seconds
             if next_due is not None:
                 timeout = min(timeout, max(next_due - time.time(), 0.0))
@@ -264,7 +266,9 @@ class Sender:
         except TimeoutError:
             return Attempt(False, None, f"no answer within {timeout:g} s")
         except httpx.HTTPError as exc:
-            return Attempt(False, None, scrub(f"{type(exc).__name__}: {exc}") or "error")
+            return Attempt(
+                False, None, redact(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS) or "error"
+            )
         status = answer.status_code
         if 200 <= status < 300:
             return Attempt(True, status, None)
@@ -273,12 +277,12 @@ class Sender:
             False,
             status,
             f"HTTP {status}{hint}",
-            parse_retry_after(answer.headers.get("retry-after")),
+            retry_after_of(answer.headers),
         )
 
     async def _record(self, ep: outbox.Endpoint, d: outbox.Delivery, a: Attempt) -> bool:
         """Store the attempt's outcome; True when the chain may go on to the next event."""
-        where = f"{redact_url(ep.url)} ({ep.endpoint_id})"
+        where = f"{redact(ep.url)} ({ep.endpoint_id})"
         if a.ok:
             assert a.status is not None
             await outbox.mark_delivered(self.db, d, a.status)

@@ -12,15 +12,17 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from enduro._redact import redact
 from enduro.budgets.report import SpendView, load_spend
 from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.db import Database
 from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
-from enduro.settings import ConfigError, Settings
+from enduro.errors import ConfigError
+from enduro.settings import Settings
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig
-from enduro.webhooks.events import ThreadView, render_body, scrub, snapshot
+from enduro.webhooks.events import MAX_ERROR_CHARS, ThreadView, render_body, snapshot
 from enduro.webhooks.handler import WebhookHandler
 from enduro.webhooks.sender import Sender
 
@@ -157,7 +159,7 @@ class SegmentEvents:
             await self.session.handler.emit(self.thread_id, "run.started", {}, "run.started")
             return
         status, reason = row.effective_status()
-        resumed_from = {"status": status, "stop_reason": scrub(reason)}
+        resumed_from = {"status": status, "stop_reason": redact(reason, MAX_ERROR_CHARS)}
         await self.session.handler.emit(
             self.thread_id,
             "run.resumed",
@@ -176,7 +178,10 @@ class SegmentEvents:
         extra: dict[str, Any] = {}
         if status == "failed":
             kind, _, message = (stop_reason or "").partition(": ")
-            extra["error"] = {"type": kind or None, "message": scrub(message or stop_reason)}
+            extra["error"] = {
+                "type": kind or None,
+                "message": redact(message or stop_reason, MAX_ERROR_CHARS),
+            }
         await asyncio.shield(
             self.session.handler.emit(
                 self.thread_id, f"run.{status}", extra, f"run.{status}:{view.segment}"
