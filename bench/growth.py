@@ -81,7 +81,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from enduro.checkpointing.backend import open_backend
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.runner import DEFAULT_KEEP_CHECKPOINTS, advance_thread, create_run
 from enduro.state import MAX_PLAN_STEPS
 
@@ -501,10 +501,10 @@ class EnduroSide(Side):
 
     async def _advance(self, iteration: int) -> None:
         control = RunControl()
-        overrides: dict[str, Any] = {}
+        overrides = ContextOverrides()
         on_update: Callable[[dict[str, Any]], None] | None = None
         if self.stop == "limit":
-            overrides["max_iterations"] = iteration
+            overrides = ContextOverrides(max_iterations=iteration)
             expected = ("budget_exhausted", "max_iterations")
         else:
 

@@ -21,13 +21,14 @@ from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.cliargs import number
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, UnknownThread
 from enduro.log import setup_logging
 from enduro.nodes.llm import openai_model_factory
 from enduro.progress import Progress
 from enduro.runner import (
     DEFAULT_KEEP_CHECKPOINTS,
+    RunOptions,
     advance_with_backend,
     create_run,
 )
@@ -101,7 +102,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _overrides(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, settings: Settings) -> ContextOverrides:
     """Context fields the user set on this command line (limits not given carry over)."""
     out: dict[str, Any] = {
         name: getattr(args, name) for name, _ in LIMIT_FLAGS if getattr(args, name) is not None
@@ -110,8 +111,10 @@ def _overrides(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         out["model"] = args.model
     if args.allow_private_urls:
         out["allow_private_urls"] = True
+    if getattr(args, "workspace", None):
+        out["workspace"] = settings.workspace
     out.update(budget_overrides(args))
-    return out
+    return ContextOverrides.from_mapping(out)
 
 
 def _emit(args: argparse.Namespace, status: dict[str, Any]) -> None:
@@ -143,13 +146,11 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
     async with open_backend(settings.database_url) as backend:
         if args.command == "run":
             thread_id = await create_run(backend, args.goal, context, args.thread_id)
-            overrides: dict[str, Any] = {}
+            overrides = ContextOverrides()
             progress.say(f"thread {thread_id}")
         else:
             thread_id = args.thread_id
             overrides = _overrides(args, settings)
-            if args.workspace:
-                overrides["workspace"] = settings.workspace
         control = RunControl()
         task = asyncio.current_task()
         signals = 0
@@ -169,9 +170,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         webhooks = WebhookSession(backend.db, hooks)
         try:
             with progress:
-                outcome = await advance_with_backend(
-                    backend,
-                    thread_id,
+                options = RunOptions(
                     overrides=overrides,
                     control=control,
                     model=openai_model_factory(settings),
@@ -179,6 +178,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
                     keep_checkpoints=args.keep_checkpoints,
                     webhooks=webhooks,
                 )
+                outcome = await advance_with_backend(backend, thread_id, options)
             # Also for a thread that was complete already: deliver what it left pending.
             await webhooks.attach(thread_id)
         except asyncio.CancelledError:

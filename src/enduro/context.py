@@ -7,9 +7,11 @@ shown in Studio.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from enduro.errors import ConfigError
 from enduro.settings import DEFAULT_MODEL, DEFAULT_WORKSPACE
 
 LIMIT_KEYS: tuple[str, ...] = (
@@ -83,19 +85,26 @@ class EnduroContext:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> EnduroContext:
-        """This context with the knobs given on a command line; unset ones carry over.
+    def with_overrides(self, overrides: ContextOverrides) -> EnduroContext:
+        """This context with the knobs given for one segment; knobs left None carry over.
 
-        `unset` lists limits to remove. `prices` entries are merged per model, and the key
-        "" stands for the model in effect after the overrides (the flag's "this model")."""
+        Args:
+            overrides: new values; `overrides.unset` names limits to remove, and
+                `overrides.prices` is merged per model, where the key "" stands for the
+                model in effect after the overrides (the CLI flags' "this model").
+
+        Returns:
+            A new context; `self` is unchanged.
+        """
         data = self.to_dict()
-        for key, value in overrides.items():
-            if key not in ("unset", "prices"):
+        for key in _OVERRIDABLE:
+            value = getattr(overrides, key)
+            if value is not None:
                 data[key] = value
-        for key in overrides.get("unset", ()):
+        for key in overrides.unset:
             data[key] = None
         prices = dict(data.get("prices") or {})
-        for model, spec in (overrides.get("prices") or {}).items():
+        for model, spec in overrides.prices.items():
             name = model or data["model"]
             prices[name] = {**prices.get(name, {}), **spec}
         data["prices"] = prices
@@ -106,3 +115,71 @@ class EnduroContext:
         """Build from stored JSON, ignoring keys a newer or older version wrote."""
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextOverrides:
+    """Knobs given for one segment of a run (a resume's command line, a worker's job).
+
+    Each field left None keeps the thread's stored value; see `EnduroContext` for units.
+    """
+
+    model: str | None = None
+    """Model name for this and later segments."""
+    max_usd: float | None = None
+    """Spend limit in US dollars."""
+    max_minutes: float | None = None
+    """Active run time limit in minutes, over every segment."""
+    max_iterations: int | None = None
+    """Agent-loop iterations."""
+    max_llm_calls: int | None = None
+    """Model calls."""
+    max_tool_calls: int | None = None
+    """Tool calls."""
+    max_tokens: int | None = None
+    """Prompt plus completion tokens over the whole run."""
+    deadline: str | None = None
+    """Absolute wall-clock deadline, ISO 8601."""
+    final_reserve_usd: float | None = None
+    """Dollars kept back for finish's summarising call."""
+    max_output_tokens: int | None = None
+    """`max_tokens` sent on every model call."""
+    workspace: str | None = None
+    """Directory of the per-thread workspaces."""
+    allow_private_urls: bool | None = None
+    """Let fetch_url reach private addresses."""
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Price overrides in USD per million tokens, merged per model into the stored ones; the
+    key "" means the model in effect after these overrides."""
+    unset: tuple[str, ...] = ()
+    """Limits (names from `LIMIT_KEYS`) to remove."""
+
+    def __post_init__(self) -> None:
+        bad = [name for name in self.unset if name not in LIMIT_KEYS]
+        if bad:
+            raise ConfigError(
+                f"cannot unset {bad}: only limits can be removed ({', '.join(LIMIT_KEYS)})"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ContextOverrides:
+        """Overrides from a plain mapping (e.g. JSON a job queue carried).
+
+        Raises:
+            ConfigError: a key is not a field of `ContextOverrides`; the message names it.
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown context overrides {unknown}: known are {', '.join(sorted(known))}"
+            )
+        data = dict(values)
+        if "unset" in data:
+            data["unset"] = tuple(data["unset"])
+        return cls(**data)
+
+
+_OVERRIDABLE = tuple(
+    k for k in ContextOverrides.__dataclass_fields__ if k not in ("prices", "unset")
+)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -16,6 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
+from typing_extensions import TypedDict, Unpack
 
 from enduro.budgets.config import check_budget_config
 from enduro.budgets.ledger import Ledger
@@ -23,11 +25,11 @@ from enduro.budgets.seam import model_name_of
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.retention import prune_thread
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
 from enduro.graph import build_graph
 from enduro.log import current_thread_id
-from enduro.nodes.llm import ModelFactory
+from enduro.nodes.llm import ModelSource
 from enduro.state import AgentState
 from enduro.webhooks.session import WebhookSession, open_segment
 
@@ -88,73 +90,107 @@ def run_config(thread_id: str, segment: int) -> RunnableConfig:
     }
 
 
+class RunFields(TypedDict, total=False):
+    """`RunOptions`' fields as keyword arguments of `advance_thread` (see there)."""
+
+    overrides: ContextOverrides
+    model: ModelSource
+    tools: Sequence[BaseTool] | None
+    control: RunControl | None
+    on_update: Update | None
+    keep_checkpoints: int
+    webhooks: WebhookSession | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How one segment of a thread runs: everything but the thread id and the database.
+
+    Build one per job, or pass the same fields as keywords to `advance_thread`.
+    """
+
+    overrides: ContextOverrides = field(default_factory=ContextOverrides)
+    """Knobs replacing the thread's stored ones (limits, model name, prices); None fields
+    carry over. A plain mapping is accepted and checked (`ContextOverrides.from_mapping`)."""
+    model: ModelSource = None
+    """A chat model, a factory `(EnduroContext) -> BaseChatModel`, or None for ChatOpenAI
+    from OPENAI_API_KEY / OPENAI_BASE_URL."""
+    tools: Sequence[BaseTool] | None = None
+    """Tools act may call; None: the workspace file tools and fetch_url."""
+    control: RunControl | None = None
+    """LangGraph's drain handle: `request_drain(reason)` stops at the next step boundary."""
+    on_update: Update | None = None
+    """Called with every super-step's `updates` stream chunk (progress display)."""
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
+    """Checkpoints kept per thread; older ones are pruned while the run goes."""
+    webhooks: WebhookSession | None = None
+    """The caller's webhook session; None configures one from the environment."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.overrides, ContextOverrides):
+            # Callers of the dict-based API (and JSON job payloads) keep working, checked.
+            overrides = ContextOverrides.from_mapping(self.overrides)
+            object.__setattr__(self, "overrides", overrides)
+        if self.keep_checkpoints < 1:
+            raise ConfigError(
+                f"keep_checkpoints={self.keep_checkpoints}: keep at least 1 (the latest)"
+            )
+
+    @classmethod
+    def of(cls, options: RunOptions | None, fields: RunFields) -> RunOptions:
+        """`options` (or the defaults) with `fields` replacing what they name."""
+        base = options or cls()
+        return dataclasses.replace(base, **fields) if fields else base
+
+
 async def advance_thread(
     thread_id: str,
     *,
     database_url: str,
-    overrides: dict[str, Any] | None = None,
-    control: RunControl | None = None,
-    model: BaseChatModel | ModelFactory | None = None,
-    tools: Sequence[BaseTool] | None = None,
-    on_update: Update | None = None,
-    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
+    options: RunOptions | None = None,
+    **fields: Unpack[RunFields],
 ) -> Outcome:
-    """Run thread `thread_id` from its last checkpoint until it finishes, drains or fails."""
+    """Run thread `thread_id` from its last checkpoint until it finishes, drains or fails.
+
+    Any process can call this with just the id and the database URL (a worker per job:
+    `asyncio.run(advance_thread(tid, database_url=url))`).
+
+    Args:
+        thread_id: a thread created by `create_run` (or `enduro run`).
+        database_url: `postgresql://…` or a SQLite file path.
+        options: how to run this segment; keywords (`model=…`, `tools=…`,
+            `overrides=…`, …, the fields of `RunOptions`) replace its fields.
+        **fields: `RunOptions` fields.
+
+    Returns:
+        The segment's outcome; `exit_code` maps it to the CLI's exit code.
+
+    Raises:
+        UnknownThread: no such thread in this database.
+        ConfigError: the thread is leased by a live process, or its limits cannot be
+            enforced (e.g. a dollar limit on a model with no price).
+    """
+    run = RunOptions.of(options, fields)
     async with open_backend(database_url) as backend:
-        return await advance_with_backend(
-            backend,
-            thread_id,
-            overrides=overrides,
-            control=control,
-            model=model,
-            tools=tools,
-            on_update=on_update,
-            keep_checkpoints=keep_checkpoints,
-        )
+        return await advance_with_backend(backend, thread_id, run)
 
 
 async def advance_with_backend(
     backend: Backend,
     thread_id: str,
-    *,
-    overrides: dict[str, Any] | None = None,
-    control: RunControl | None = None,
-    model: BaseChatModel | ModelFactory | None = None,
-    tools: Sequence[BaseTool] | None = None,
-    on_update: Update | None = None,
-    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS,
-    webhooks: WebhookSession | None = None,
+    options: RunOptions | None = None,
+    **fields: Unpack[RunFields],
 ) -> Outcome:
-    """webhooks: the caller's session (the CLI's, with its flags); None configures one
-    from the environment for this segment, so any worker delivers the thread's events."""
+    """`advance_thread` on a backend the caller already opened (the CLI's)."""
+    run = RunOptions.of(options, fields)
     token = current_thread_id.set(thread_id)
     try:
-        return await _advance(
-            backend,
-            thread_id,
-            overrides or {},
-            control or RunControl(),
-            model,
-            tools,
-            on_update,
-            keep_checkpoints,
-            webhooks,
-        )
+        return await _advance(backend, thread_id, run)
     finally:
         current_thread_id.reset(token)
 
 
-async def _advance(
-    backend: Backend,
-    thread_id: str,
-    overrides: dict[str, Any],
-    control: RunControl,
-    model: BaseChatModel | ModelFactory | None,
-    tools: Sequence[BaseTool] | None,
-    on_update: Update | None,
-    keep: int,
-    webhooks: WebhookSession | None,
-) -> Outcome:
+async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome:
     db = backend.db
     row = await threads.load_thread(backend, thread_id)
     if row is None:
@@ -165,9 +201,9 @@ async def _advance(
     if row.status == "completed":
         return Outcome(thread_id, "completed", None)
     # Limits given on this command line replace the stored ones; the rest carry over.
-    context = row.context.with_overrides(overrides)
+    context = row.context.with_overrides(run.overrides)
     # Fail closed before taking the lease: e.g. a dollar limit on a model with no price.
-    fixed = model if isinstance(model, BaseChatModel) else None
+    fixed = run.model if isinstance(run.model, BaseChatModel) else None
     check_budget_config(context, model_name_of(fixed, context.model) if fixed else None)
     if not await threads.claim(db, thread_id, context):
         raise ThreadBusy(
@@ -177,10 +213,10 @@ async def _advance(
     segment = row.segments + 1
     events = None
     try:
-        events = await open_segment(db, thread_id, webhooks)
+        events = await open_segment(db, thread_id, run.webhooks)
         graph = build_graph(
-            model=model,
-            tools=tools,
+            model=run.model,
+            tools=run.tools,
             checkpointer=backend.saver,
             cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
             events=events.handler,
@@ -212,14 +248,14 @@ async def _advance(
             config,
             context=context,
             durability="sync",
-            control=control,
+            control=run.control or RunControl(),
             stream_mode="updates",
         ):
-            if on_update is not None:
-                on_update(update)
+            if run.on_update is not None:
+                run.on_update(update)
             since_prune += 1
-            if since_prune >= keep:
-                await prune_thread(db, thread_id, keep)
+            if since_prune >= run.keep_checkpoints:
+                await prune_thread(db, thread_id, run.keep_checkpoints)
                 since_prune = 0
         values = (await graph.aget_state(config)).values
         outcome = Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
@@ -243,7 +279,7 @@ async def _advance(
             )
             await events.ended(outcome.status, outcome.stop_reason)
             with contextlib.suppress(Exception):
-                await prune_thread(db, thread_id, keep)
+                await prune_thread(db, thread_id, run.keep_checkpoints)
         await events.close()
     return outcome
 

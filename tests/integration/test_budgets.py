@@ -20,6 +20,7 @@ from enduro.budgets.pricing import TokenCounts
 from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
+from enduro.context import ContextOverrides
 from enduro.errors import ConfigError
 from enduro.runner import advance_thread
 from enduro.status import build_status, checkpoint_values
@@ -65,7 +66,7 @@ async def test_max_usd_stops_inside_the_limit_then_a_raised_limit_continues(
     assert llm_env.count("final") == 1, "the finalization reserve pays for the summary"
     reviews = {s: llm_env.count("review", s) for s in done}
 
-    second = await advance_thread(tid, database_url=db_url, overrides={"max_usd": 1.0})
+    second = await advance_thread(tid, database_url=db_url, overrides=ContextOverrides(max_usd=1.0))
     assert second.status == "completed"
     await _assert_within(db_url, tid, llm_env, 1.0)
     status = await _status(db_url, tid)
@@ -89,7 +90,9 @@ async def test_finish_writes_the_report_without_a_call_it_cannot_afford(
             thread_id=tid, node="act", model="fake-model", usd_nano=left, tokens=0, caps=Caps()
         )
         await ledger.settle(call, usd_nano=left, counts=TokenCounts(input=0))
-    second = await advance_thread(tid, database_url=db_url, overrides={"max_iterations": 9})
+    second = await advance_thread(
+        tid, database_url=db_url, overrides=ContextOverrides(max_iterations=9)
+    )
     assert (second.status, second.stop_reason) == ("budget_exhausted", "max_usd")
     assert llm_env.count("final") == 1, "no summary call it could not pay for"
     status = await _status(db_url, tid)
@@ -348,12 +351,14 @@ async def test_unknown_price_with_a_dollar_limit_refuses_to_start(
 ) -> None:
     tid = await start(db_url, max_usd=1.0, price=PRICE)
     with pytest.raises(ConfigError, match="no known price for model 'llama-local'"):
-        await advance_thread(tid, database_url=db_url, overrides={"model": "llama-local"})
+        await advance_thread(
+            tid, database_url=db_url, overrides=ContextOverrides(model="llama-local")
+        )
     assert llm_env.requests == []
     free = await advance_thread(
         tid,
         database_url=db_url,
-        overrides={"model": "llama-local", "prices": {"": {"input": 0, "output": 0}}},
+        overrides=ContextOverrides(model="llama-local", prices={"": {"input": 0, "output": 0}}),
     )
     assert free.status == "completed" and (await totals(db_url, tid)).charged_nusd == 0
 

@@ -11,7 +11,7 @@ import pytest
 
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import UnknownThread
 from enduro.runner import advance_thread, create_run
 from enduro.status import build_status, checkpoint_values
@@ -73,7 +73,9 @@ async def test_iteration_limit_then_resume_with_raised_limit(
     assert [s["status"] for s in status["plan"]] == ["done", "done", "active"]
     assert "Steps remaining (1)" in status["report"]
     assert status["limits"]["max_iterations"] == 2
-    second = await advance_thread(tid, database_url=db_url, overrides={"max_iterations": 10})
+    second = await advance_thread(
+        tid, database_url=db_url, overrides=ContextOverrides(max_iterations=10)
+    )
     assert second.status == "completed"
     status = await _status(db_url, tid)
     assert status["limits"]["max_iterations"] == 10
@@ -192,7 +194,10 @@ async def test_malformed_tool_call_goes_back_to_the_model_as_an_error(
 async def test_plan_stays_bounded_on_a_long_run(
     db_url: str, llm_env: ScriptedLLM, tmp_path: Path
 ) -> None:
-    llm_env.steps = [f"Part {i}" for i in range(1, 13)]
+    # A plan holds at most MAX_PLAN_STEPS (8): the last step's replan brings it to 12.
+    llm_env.steps = [f"Part {i}" for i in range(1, 9)]
+    more = [{"title": f"Part {i}", "detail": f"Details for Part {i}."} for i in range(9, 13)]
+    llm_env.verdicts = {"s8": [{"verdict": "replan", "new_steps": more}]}
     tid = await _start(db_url)
     outcome = await advance_thread(tid, database_url=db_url)
     assert outcome.status == "completed"

@@ -11,7 +11,7 @@ import pytest
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.migrations import MIGRATIONS
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.runner import advance_thread, create_run
 from fakellm import ScriptedLLM
 
@@ -60,7 +60,7 @@ async def test_retention_keeps_a_window_and_the_thread_stays_resumable(
             )
             assert orphans is not None and orphans["n"] == 0
     second = await advance_thread(
-        tid, database_url=db_url, overrides={"max_iterations": 100}, keep_checkpoints=3
+        tid, database_url=db_url, overrides=ContextOverrides(max_iterations=100), keep_checkpoints=3
     )
     assert second.status == "completed"
     assert llm_env.count("plan") == 1

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema_rs
 
 from enduro.checkpointing.backend import open_backend
-from enduro.context import EnduroContext
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.runner import advance_with_backend, create_run
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig, new_secret
@@ -139,7 +139,7 @@ async def test_budget_warnings_then_budget_exhausted_then_resumed(
             WebhookSession(backend.db, WebhookConfig()) as session,
         ):
             outcome = await advance_with_backend(
-                backend, tid, overrides={"max_iterations": 10}, webhooks=session
+                backend, tid, overrides=ContextOverrides(max_iterations=10), webhooks=session
             )
         assert outcome.status == "completed"
         events = _events(rec.accepted())

@@ -23,6 +23,8 @@ from enduro.settings import Settings
 from enduro.state import Usage
 
 ModelFactory = Callable[[EnduroContext], BaseChatModel]
+ModelSource = BaseChatModel | ModelFactory | None
+"""What a caller may pass as the model: an instance, a factory, or None for enduro's own."""
 T = TypeVar("T", bound=BaseModel)
 
 
