@@ -22,6 +22,7 @@ from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.cliargs import number
 from enduro.context import ContextOverrides, EnduroContext
+from enduro.dashboard import cli as dashboard_cli
 from enduro.errors import ConfigError, StopReason, UnknownThread
 from enduro.log import setup_logging
 from enduro.nodes.llm import openai_model_factory
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("migrate", parents=[common], help="create or upgrade every table")
     webhooks_cli.add_commands(sub, common)
+    dashboard_cli.add_command(sub, common)
     return parser
 
 
@@ -295,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = asyncio.run(_migrate(args))
         elif args.command == "webhooks":
             code = webhooks_cli.main(args)
+        elif args.command == "dashboard":
+            code = dashboard_cli.main(args)
         else:
             code = asyncio.run(_query(args))
     except ConfigError as exc:

@@ -33,6 +33,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (2, "spend ledger", LEDGER_SCHEMA),
     (3, "webhook outbox", WEBHOOK_OUTBOX),
+    (
+        4,
+        "thread list keyset",
+        [
+            # The dashboard pages threads newest first on (created_at, thread_id), with or
+            # without a status filter: each page is an index range scan, whatever the count.
+            "CREATE INDEX IF NOT EXISTS enduro_threads_created"
+            " ON enduro_threads (created_at, thread_id)",
+            "CREATE INDEX IF NOT EXISTS enduro_threads_status_created"
+            " ON enduro_threads (status, created_at, thread_id)",
+        ],
+    ),
 ]
 
 
