@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -20,6 +21,12 @@ from enduro.budgets.config import check_budget_config
 from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
+from enduro.checkpointing.outage import (
+    DEFAULT_OUTAGE_SECONDS,
+    DatabaseUnreachable,
+    OutagePolicy,
+    outage_seconds_from_env,
+)
 from enduro.cliargs import number
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.dashboard import cli as dashboard_cli
@@ -29,12 +36,13 @@ from enduro.nodes.llm import openai_model_factory
 from enduro.progress import Progress
 from enduro.runner import (
     DEFAULT_KEEP_CHECKPOINTS,
+    Outcome,
     RunOptions,
     advance_with_backend,
     create_run,
 )
 from enduro.settings import Settings
-from enduro.status import build_status, checkpoint_values
+from enduro.status import build_status, checkpoint_values, offline_status
 from enduro.webhooks import cli as webhooks_cli
 from enduro.webhooks.session import WebhookSession
 
@@ -55,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     common.add_argument("--log-format", choices=("text", "json"), default="text")
     common.add_argument("--log-level", default="WARNING")
+    common.add_argument(
+        "--db-outage-timeout",
+        type=number(float, allow_zero=True),
+        metavar="SECONDS",
+        help="how long a database outage is waited out before giving up; a run then pauses "
+        f"(exit 4, resumable) (ENDURO_DB_OUTAGE_TIMEOUT, default {DEFAULT_OUTAGE_SECONDS:g})",
+    )
 
     knobs = argparse.ArgumentParser(add_help=False)
     knobs.add_argument("--model", help="model name (ENDURO_MODEL)")
@@ -104,6 +119,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _outage(args: argparse.Namespace) -> OutagePolicy:
+    """The outage policy of this command's database: flag, else env, else the default."""
+    seconds = args.db_outage_timeout
+    return OutagePolicy(timeout=outage_seconds_from_env() if seconds is None else seconds)
+
+
 def _overrides(args: argparse.Namespace, settings: Settings) -> ContextOverrides:
     """Context fields the user set on this command line (limits not given carry over)."""
     out: dict[str, Any] = {
@@ -145,7 +166,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         context = context.with_overrides(_overrides(args, settings))
         # Before the database is touched: e.g. --max-usd on a model with no known price.
         check_budget_config(context)
-    async with open_backend(settings.database_url) as backend:
+    async with open_backend(settings.database_url, outage=_outage(args)) as backend:
         if args.command == "run":
             thread_id = await create_run(backend, args.goal, context, args.thread_id)
             overrides = ContextOverrides()
@@ -170,8 +191,10 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         webhooks = WebhookSession(backend.db, hooks)
+        known: threads.ThreadRow | None = None
         try:
             with progress:
+                known = await threads.get_thread(backend.db, thread_id)
                 options = RunOptions(
                     overrides=overrides,
                     control=control,
@@ -182,7 +205,11 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
                 )
                 outcome = await advance_with_backend(backend, thread_id, options)
             # Also for a thread that was complete already: deliver what it left pending.
-            await webhooks.attach(thread_id)
+            with contextlib.suppress(DatabaseUnreachable):
+                await webhooks.attach(thread_id)
+        except DatabaseUnreachable as exc:
+            # Before the graph ran: resumable all the same.
+            outcome = Outcome(thread_id, "paused", exc.stop_reason)
         except asyncio.CancelledError:
             progress.say(f"stopped; resume with: enduro resume {thread_id}")
             _emit(args, await _status_of(backend, thread_id))
@@ -191,7 +218,7 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await webhooks.close()
-        status = await _status_of(backend, thread_id)
+        status = await _final_status(backend, known, outcome)
     if outcome.status == "paused":
         progress.say(f"paused; resume with: enduro resume {thread_id}")
     elif outcome.status == "failed":
@@ -207,9 +234,21 @@ async def _run_or_resume(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+async def _final_status(
+    backend: Backend, known: threads.ThreadRow | None, outcome: Outcome
+) -> dict[str, Any]:
+    """The thread's status JSON; when the database is unreachable, what this process knows
+    (the outcome, the row as it was read at the start), so `--json` still answers."""
+    try:
+        return await _status_of(backend, outcome.thread_id)
+    except DatabaseUnreachable as exc:
+        print(f"enduro: the database is unreachable: {exc.detail}", file=sys.stderr)
+        return offline_status(outcome.thread_id, known, outcome.status, outcome.stop_reason)
+
+
 async def _query(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    async with open_backend(settings.database_url, create=False) as backend:
+    async with open_backend(settings.database_url, create=False, outage=_outage(args)) as backend:
         if args.command == "list":
             await threads.adopt_orphans(backend)
             rows = await threads.list_threads(backend.db)
@@ -279,7 +318,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 async def _migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    async with open_backend(settings.database_url) as backend:
+    async with open_backend(settings.database_url, outage=_outage(args)) as backend:
         version = await backend.migrate()
     print(
         f"database {redact(settings.database_url)} is at schema version {version}", file=sys.stderr
@@ -304,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"enduro: error: {exc}", file=sys.stderr)
         code = 2
+    except DatabaseUnreachable as exc:
+        print(f"enduro: error: {exc.stop_reason}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 4
     return code

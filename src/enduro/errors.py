@@ -24,6 +24,7 @@ __all__ = [
     "BudgetStop",
     "ConfigError",
     "DatabaseUnavailable",
+    "DatabaseUnreachable",
     "EnduroError",
     "ErrorCode",
     "PricingUnknown",
@@ -81,6 +82,8 @@ class StopReason(enum.StrEnum):
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     UNKNOWN_PRICE = "unknown_price"
     UNBOUNDED_OUTPUT = "unbounded_output"
+    DATABASE_UNREACHABLE = "database_unreachable"
+    """The database stayed unreachable longer than --db-outage-timeout (status `paused`)."""
 
     def explain(self, detail: str) -> str:
         """The `stop_reason` text of a stop that needs explaining: `"<code>: <detail>"`.
@@ -174,6 +177,37 @@ class DatabaseUnavailable(ConfigError):
     """The database could not be opened or reached (wrong URL, server down, no file)."""
 
     code = ErrorCode.DATABASE_UNAVAILABLE
+
+
+class DatabaseUnreachable(EnduroError):
+    """The database did not answer for longer than the outage timeout, during a command
+    that had opened it (`enduro.checkpointing.outage`). A run ends `paused` (exit 4) with
+    `stop_reason` `database_unreachable: …`; the last checkpoint holds.
+
+    Args:
+        detail: the last error seen, e.g. `PoolTimeout: couldn't get a connection after
+            5.00 sec`.
+        waited: seconds since the outage began.
+        timeout: the outage timeout in seconds (`--db-outage-timeout`).
+    """
+
+    code = ErrorCode.DATABASE_UNAVAILABLE
+    exit_code = 4
+
+    def __init__(self, detail: str, waited: float, timeout: float) -> None:
+        self.detail = detail
+        self.waited = waited
+        self.timeout = timeout
+        super().__init__(self.stop_reason)
+
+    @property
+    def stop_reason(self) -> str:
+        """The `stop_reason` of a run this outage paused: `database_unreachable: …`."""
+        return StopReason.DATABASE_UNREACHABLE.explain(
+            f"no answer from the database for {self.waited:.0f}s (--db-outage-timeout "
+            f"{self.timeout:g}); last error: {self.detail}. The last checkpoint holds: resume "
+            "once the database is back"
+        )
 
 
 class RunStop(EnduroError):

@@ -24,6 +24,8 @@ from enduro.budgets.ledger import Ledger
 from enduro.budgets.seam import model_name_of
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
+from enduro.checkpointing.db import Database
+from enduro.checkpointing.outage import DatabaseUnreachable, OutagePolicy, outage_seconds_from_env
 from enduro.checkpointing.retention import prune_thread
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
@@ -148,6 +150,7 @@ async def advance_thread(
     *,
     database_url: str,
     options: RunOptions | None = None,
+    db_outage_timeout: float | None = None,
     **fields: Unpack[RunFields],
 ) -> Outcome:
     """Run thread `thread_id` from its last checkpoint until it finishes, drains or fails.
@@ -160,6 +163,9 @@ async def advance_thread(
         database_url: `postgresql://…` or a SQLite file path.
         options: how to run this segment; keywords (`model=…`, `tools=…`,
             `overrides=…`, …, the fields of `RunOptions`) replace its fields.
+        db_outage_timeout: seconds a database outage is waited out before the segment
+            pauses with `stop_reason` `database_unreachable: …` (default
+            ENDURO_DB_OUTAGE_TIMEOUT, else 60).
         **fields: `RunOptions` fields.
 
     Returns:
@@ -171,7 +177,10 @@ async def advance_thread(
             enforced (e.g. a dollar limit on a model with no price).
     """
     run = RunOptions.of(options, fields)
-    async with open_backend(database_url) as backend:
+    if db_outage_timeout is None:
+        db_outage_timeout = outage_seconds_from_env()
+    outage = OutagePolicy(timeout=db_outage_timeout)
+    async with open_backend(database_url, outage=outage) as backend:
         return await advance_with_backend(backend, thread_id, run)
 
 
@@ -232,7 +241,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         reason = (
             StopReason.SIGNAL.value if isinstance(exc, asyncio.CancelledError) else f"{exc}"[:2000]
         )
-        await asyncio.shield(threads.release(db, thread_id, "paused", reason))
+        await asyncio.shield(_release(db, thread_id, "paused", reason))
         raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
     # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.
@@ -266,6 +275,11 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         # Second signal: stop now. The last checkpoint (durability="sync") still holds.
         outcome = Outcome(thread_id, "paused", StopReason.SIGNAL.value)
         raise
+    except DatabaseUnreachable as exc:
+        # Like a provider outage that outlasted its retries: resumable from the last
+        # checkpoint, which the database still holds.
+        log.error("pausing: %s", exc.stop_reason)
+        outcome = Outcome(thread_id, "paused", exc.stop_reason)
     except Exception as exc:
         log.exception("run failed")
         outcome = Outcome(thread_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
@@ -274,14 +288,22 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         if outcome is not None:
-            await asyncio.shield(
-                threads.release(db, thread_id, outcome.status, outcome.stop_reason)
-            )
+            await asyncio.shield(_release(db, thread_id, outcome.status, outcome.stop_reason))
             await events.ended(outcome.status, outcome.stop_reason)
             with contextlib.suppress(Exception):
                 await prune_thread(db, thread_id, run.keep_checkpoints)
         await events.close()
     return outcome
+
+
+async def _release(db: Database, thread_id: str, status: str, stop_reason: str | None) -> None:
+    """Record the segment's outcome, unless the database is gone: then the row keeps this
+    process as its owner, which `status` shows as `paused (crashed)` once the process has
+    exited, and `enduro resume` continues it from the last checkpoint."""
+    try:
+        await threads.release(db, thread_id, status, stop_reason)
+    except DatabaseUnreachable as exc:
+        log.error("could not record the outcome %r (%s): %s", status, stop_reason, exc.detail)
 
 
 async def _heartbeat(backend: Backend, thread_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from enduro.budgets.limits import final_reserve_usd
 from enduro.budgets.report import SpendView
 from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
+from enduro.context import EnduroContext
 from enduro.forecast import forecast
 from enduro.report import progress, render_report
 from enduro.state import USAGE_KEYS
@@ -92,6 +94,23 @@ def build_status(
             reserve_usd=final_reserve_usd(row.context.max_usd, row.context.final_reserve_usd),
         ),
     }
+
+
+def offline_status(
+    thread_id: str, row: ThreadRow | None, status: str, stop_reason: str | None
+) -> dict[str, Any]:
+    """The status JSON of a thread whose database cannot be read right now: `status` and
+    `stop_reason` as this process ended the run, the rest from `row` (read when the run
+    started; None: unknown), with empty plan, usage and report."""
+    now = time.time()
+    if row is None:
+        row = ThreadRow(
+            thread_id, "", status, stop_reason, EnduroContext(), now, now, None, None, False, 0
+        )
+    row = dataclasses.replace(
+        row, status=status, stop_reason=stop_reason, owner=None, heartbeat_at=None, updated_at=now
+    )
+    return build_status(row, {}, None)
 
 
 def _iso(ts: float | None) -> str | None:

@@ -37,6 +37,8 @@ _CHARGED_TOKENS = "COALESCE(settled_tokens, reserved_tokens)"
 _TOTALS = f"""SELECT
     COALESCE(SUM({_CHARGED}), 0) AS charged_nusd,
     COALESCE(SUM(CASE WHEN state = 'open' THEN reserved_nusd ELSE 0 END), 0) AS open_nusd,
+    COALESCE(SUM(CASE WHEN state IN ('open', 'lost') THEN reserved_nusd ELSE 0 END), 0)
+        AS unsettled_nusd,
     COALESCE(SUM({_CHARGED_TOKENS}), 0) AS charged_tokens,
     COALESCE(SUM(CASE WHEN state <> 'released' THEN calls ELSE 0 END), 0) AS llm_calls,
     COALESCE(SUM(CASE WHEN state = 'settled' THEN calls ELSE 0 END), 0) AS settled_calls,
@@ -84,6 +86,10 @@ class Totals:
     """Settled amounts plus the reservations of calls never settled."""
     open_nusd: int = 0
     """Reservations of calls in flight (or whose process died)."""
+    unsettled_nusd: int = 0
+    """Reservations of every call that never settled: in flight, or whose usage never
+    arrived (process died, timeout, cut stream, no usage reported). Each stays charged at
+    this worst case, so it is part of `charged_nusd`."""
     charged_tokens: int = 0
     llm_calls: int = 0
     """Calls that reached the provider and were not refused by it."""
@@ -150,9 +156,13 @@ class Ledger:
 
         Returns the row's call id, for `settle`, `release` or `mark_lost`."""
         call_id = uuid.uuid4().hex
-        async with self.db.transaction() as tx:
+
+        async def write(tx: Transaction) -> Totals:
             await self._lock(tx, thread_id)
             totals = Totals.from_row(await tx.fetchone(_TOTALS, (thread_id,)))
+            # Retried after a lost connection whose COMMIT had gone through: reserved already.
+            if await tx.fetchone("SELECT 1 FROM enduro_spend WHERE call_id = %s", (call_id,)):
+                return totals
             if caps.usd_nano is not None and totals.charged_nusd + usd_nano > caps.usd_nano:
                 raise BudgetStop(StopReason.MAX_USD)
             if caps.tokens is not None and totals.charged_tokens + tokens > caps.tokens:
@@ -165,6 +175,9 @@ class Ledger:
                 " VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s)",
                 (call_id, thread_id, node, model, int(priced), usd_nano, tokens, time.time()),
             )
+            return totals
+
+        totals = await self.db.transact(write, "ledger reserve")
         if totals.rows >= COMPACT_AT_ROWS:
             await self.compact(thread_id)
         return call_id
@@ -255,7 +268,8 @@ class Ledger:
         row per (model, node, state); returns how many rows were folded. Open rows are never
         touched, so a call in flight settles its own row."""
         keep = KEEP_ROWS if keep is None else keep
-        async with self.db.transaction() as tx:
+
+        async def fold(tx: Transaction) -> int:
             await self._lock(tx, thread_id)
             cutoff = await tx.fetchone(
                 "SELECT created_at FROM enduro_spend WHERE thread_id = %s"
@@ -278,6 +292,8 @@ class Ledger:
             for g in groups:
                 await self._fold(tx, thread_id, g)
             return await tx.execute(f"DELETE FROM enduro_spend WHERE {old}", params)
+
+        return await self.db.transact(fold, "ledger compact")
 
     @staticmethod
     async def _fold(tx: Transaction, thread_id: str, g: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from enduro.budgets.limits import deadline_epoch, final_reserve_usd, time_left
 from enduro.budgets.pricing import resolve_price
 from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
 from enduro.checkpointing.migrations import migrate
+from enduro.checkpointing.outage import OutagePolicy, outage_seconds_from_env
 from enduro.context import EnduroContext
 from enduro.settings import Settings
 
@@ -32,9 +33,10 @@ async def open_database(url: str) -> AsyncIterator[Database]:
     from enduro.checkpointing.backend import is_postgres, postgres_pool, sqlite_path
 
     db: Database
+    outage = OutagePolicy(timeout=outage_seconds_from_env())
     if is_postgres(url):
-        async with postgres_pool(url, max_size=4) as pool:
-            db = PostgresDatabase(pool)
+        async with postgres_pool(url, max_size=4, outage=outage) as pool:
+            db = PostgresDatabase(pool, outage)
             await migrate(db)
             yield db
         return
@@ -42,7 +44,7 @@ async def open_database(url: str) -> AsyncIterator[Database]:
     # Off the event loop: `langgraph dev` rejects blocking file-system calls in a node.
     await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     async with sqlite_connection(str(path)) as conn:
-        db = SqliteDatabase(conn)
+        db = SqliteDatabase(conn, outage)
         await migrate(db)
         yield db
 

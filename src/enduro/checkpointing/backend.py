@@ -10,15 +10,23 @@ from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from enduro._redact import redact
 from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
 from enduro.checkpointing.migrations import migrate
+from enduro.checkpointing.outage import OutagePolicy
+from enduro.checkpointing.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
 from enduro.errors import ConfigError
+
+POOL_RECONNECT_SECONDS = 2.0
+"""How long the pool keeps re-trying one lost connection in the background (backoff 1, 2 s)
+before it gives up on it; the next request then opens a fresh one at once. psycopg_pool's
+default (5 minutes, backoff up to minutes) left a run waiting long after the database came
+back. The outage policy, not the pool, decides how long a run waits."""
+CONNECT_TIMEOUT_SECONDS = 10
+"""A server that does not answer a connection attempt (a dropped route, not a refusal)."""
 
 
 def is_postgres(url: str) -> bool:
@@ -40,9 +48,17 @@ def sqlite_path(url: str) -> Path:
 
 @dataclass
 class Backend:
+    """The one database of a process: enduro's tables (`db`), LangGraph's checkpoints
+    (`saver`) and the outage policy both retry through."""
+
     url: str
     db: Database
     saver: BaseCheckpointSaver[Any]
+
+    @property
+    def outage(self) -> OutagePolicy:
+        """The retry policy of every call to this database."""
+        return self.db.outage
 
     async def migrate(self) -> int:
         await self.saver.setup()  # type: ignore[attr-defined]
@@ -51,15 +67,29 @@ class Backend:
 
 @asynccontextmanager
 async def open_backend(
-    url: str, *, create: bool = True, migrate_schema: bool = True
+    url: str,
+    *,
+    create: bool = True,
+    migrate_schema: bool = True,
+    outage: OutagePolicy | None = None,
 ) -> AsyncIterator[Backend]:
     """Open checkpoints and enduro tables on one database.
 
-    `create=False` is for read-only commands: a SQLite file that does not exist is an error
-    rather than a new empty database.
+    Args:
+        url: `postgresql://…`, `sqlite:…` or a SQLite file path.
+        create: False for read-only commands: a SQLite file that does not exist is an error
+            rather than a new empty database.
+        migrate_schema: create or upgrade the tables first.
+        outage: how long calls wait out an unreachable (or locked) database; default
+            `OutagePolicy()` (60 s).
+
+    Raises:
+        ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
+            server that refuses the first connection.
     """
+    outage = outage or OutagePolicy()
     if is_postgres(url):
-        async with _postgres(url) as backend:
+        async with _postgres(url, outage) as backend:
             if migrate_schema:
                 await backend.migrate()
             yield backend
@@ -73,28 +103,52 @@ async def open_backend(
             )
         path.parent.mkdir(parents=True, exist_ok=True)
     async with sqlite_connection(str(path)) as saver_conn, sqlite_connection(str(path)) as conn:
-        backend = Backend(url, SqliteDatabase(conn), AsyncSqliteSaver(saver_conn))
+        backend = Backend(
+            url, SqliteDatabase(conn, outage), ResilientSqliteSaver(saver_conn, outage)
+        )
         if migrate_schema:
             await backend.migrate()
         yield backend
 
 
 @asynccontextmanager
-async def postgres_pool(url: str, *, max_size: int = 10) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    """A pool as AsyncPostgresSaver needs it, that also survives dropped idle connections."""
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+async def postgres_pool(
+    url: str, *, max_size: int = 10, outage: OutagePolicy | None = None
+) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    """A pool as AsyncPostgresSaver needs it, that also survives dropped connections.
+
+    Args:
+        url: the `postgresql://…` URL.
+        max_size: most connections open at once.
+        outage: sets how long one request waits for a connection (`attempt_seconds`);
+            the policy's retries do the rest of the waiting.
+
+    Raises:
+        ConfigError: the server refuses the first connection.
+    """
+    outage = outage or OutagePolicy()
+    pool: AsyncConnectionPool[Any] = CheckedPool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
         # The saver requires autocommit and dict rows; prepare_threshold=0 keeps it working
-        # behind PgBouncer in transaction mode.
-        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
-        # Checked on checkout, so a connection the server or a NAT dropped while idle is
-        # replaced instead of failing the next checkpoint write.
-        check=AsyncConnectionPool.check_connection,
+        # behind PgBouncer in transaction mode. Keepalives notice a peer that vanished
+        # without closing the connection.
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "prepare_threshold": 0,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+        # CheckedPool checks every connection it hands out (no `check=` here: see there).
+        timeout=outage.attempt_seconds,
         max_idle=300,
-        reconnect_timeout=60,
+        reconnect_timeout=POOL_RECONNECT_SECONDS,
     )
     try:
         # One direct attempt first: it fails at once with the server's own reason, where the
@@ -115,6 +169,6 @@ async def postgres_pool(url: str, *, max_size: int = 10) -> AsyncIterator[AsyncC
 
 
 @asynccontextmanager
-async def _postgres(url: str) -> AsyncIterator[Backend]:
-    async with postgres_pool(url) as pool:
-        yield Backend(url, PostgresDatabase(pool), AsyncPostgresSaver(pool))
+async def _postgres(url: str, outage: OutagePolicy) -> AsyncIterator[Backend]:
+    async with postgres_pool(url, outage=outage) as pool:
+        yield Backend(url, PostgresDatabase(pool, outage), ResilientPostgresSaver(pool, outage))

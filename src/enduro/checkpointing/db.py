@@ -2,20 +2,34 @@
 
 enduro's own tables are written with one SQL text for both: `%s` placeholders (rewritten to
 `?` for SQLite), `ON CONFLICT` upserts and types both engines accept.
+
+Every statement, and every transaction run through `transact`, goes through the database's
+`OutagePolicy`: while the database cannot be reached (or, on SQLite, is locked by another
+process) it is retried with backoff, and after the outage timeout it raises
+`DatabaseUnreachable` (see `enduro.checkpointing.outage`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiosqlite
 from psycopg_pool import AsyncConnectionPool
 
+from enduro.checkpointing.outage import OutagePolicy
+
 Row = dict[str, Any]
 Dialect = Literal["postgres", "sqlite"]
+T = TypeVar("T")
+
+# SQLite waits this long for another process's write lock before it reports "database is
+# locked"; the outage policy retries from there, so the wait is logged and bounded by
+# --db-outage-timeout rather than hidden inside one statement.
+SQLITE_BUSY_MS = 5000
 
 
 class Transaction(Protocol):
@@ -28,45 +42,89 @@ class Transaction(Protocol):
 
 class Database(Protocol):
     dialect: Dialect
+    outage: OutagePolicy
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     async def script(self, statements: Sequence[str]) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T: ...
 
 
 class PostgresDatabase:
+    """enduro's tables on PostgreSQL, through a psycopg pool.
+
+    Args:
+        pool: an open pool (see `backend.postgres_pool`).
+        outage: the retry policy for unreachable-database errors.
+    """
+
     dialect: Dialect = "postgres"
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], outage: OutagePolicy | None = None) -> None:
         self.pool = pool
+        self.outage = outage or OutagePolicy()
+
+    def _connection(self) -> AbstractAsyncContextManager[Any]:
+        return self.pool.connection(timeout=self.outage.attempt_seconds)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return int(cur.rowcount)
+        async def once() -> int:
+            async with self._connection() as conn:
+                cur = await conn.execute(sql, params)
+                return int(cur.rowcount)
+
+        return await self.outage.call(once, _what(sql))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            row = await cur.fetchone()
-            return dict(row) if row is not None else None
+        async def once() -> Row | None:
+            async with self._connection() as conn:
+                cur = await conn.execute(sql, params)
+                row = await cur.fetchone()
+                return dict(row) if row is not None else None
+
+        return await self.outage.call(once, _what(sql))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return [dict(r) for r in await cur.fetchall()]
+        async def once() -> list[Row]:
+            async with self._connection() as conn:
+                cur = await conn.execute(sql, params)
+                return [dict(r) for r in await cur.fetchall()]
+
+        return await self.outage.call(once, _what(sql))
 
     async def script(self, statements: Sequence[str]) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            for stmt in statements:
-                await conn.execute(stmt)
+        async def once() -> None:
+            async with self._connection() as conn, conn.transaction():
+                for stmt in statements:
+                    await conn.execute(stmt)
+
+        await self.outage.call(once, "migration")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.pool.connection() as conn, conn.transaction():
+        """One transaction, not retried: prefer `transact`, which retries all of it."""
+        async with self._connection() as conn, conn.transaction():
             yield _PostgresTransaction(conn)
+
+    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T:
+        """Run `body` in one transaction, all of it again while the database is unreachable.
+
+        Args:
+            body: the statements; must be repeatable (it may run more than once, and only
+                the run that commits counts).
+            what: names the transaction in log lines.
+
+        Raises:
+            DatabaseUnreachable: the outage outlasted the policy's timeout.
+        """
+
+        async def once() -> T:
+            async with self.transaction() as tx:
+                return await body(tx)
+
+        return await self.outage.call(once, what)
 
 
 class _PostgresTransaction:
@@ -88,10 +146,18 @@ class _PostgresTransaction:
 
 
 class SqliteDatabase:
+    """enduro's tables in a SQLite file, through one aiosqlite connection.
+
+    Args:
+        conn: an open connection (see `sqlite_connection`).
+        outage: the retry policy for "database is locked / busy" errors.
+    """
+
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, outage: OutagePolicy | None = None) -> None:
         self.conn = conn
+        self.outage = outage or OutagePolicy()
         self.conn.row_factory = aiosqlite.Row
         # One aiosqlite connection serialises statements itself, but a statement plus its
         # commit must not interleave with another coroutine's.
@@ -102,34 +168,51 @@ class SqliteDatabase:
         return sql.replace("%s", "?")
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._lock:
-            cur = await self.conn.execute(self._sql(sql), tuple(params))
-            await self.conn.commit()
-            return cur.rowcount
+        async def once() -> int:
+            async with self._lock:
+                try:
+                    cur = await self.conn.execute(self._sql(sql), tuple(params))
+                    await self.conn.commit()
+                except BaseException:
+                    await _rollback(self.conn)
+                    raise
+                return cur.rowcount
+
+        return await self.outage.call(once, _what(sql))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self._lock:
-            cur = await self.conn.execute(self._sql(sql), tuple(params))
-            row = await cur.fetchone()
-            return dict(row) if row is not None else None
+        async def once() -> Row | None:
+            async with self._lock:
+                cur = await self.conn.execute(self._sql(sql), tuple(params))
+                row = await cur.fetchone()
+                return dict(row) if row is not None else None
+
+        return await self.outage.call(once, _what(sql))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._lock:
-            cur = await self.conn.execute(self._sql(sql), tuple(params))
-            return [dict(r) for r in await cur.fetchall()]
+        async def once() -> list[Row]:
+            async with self._lock:
+                cur = await self.conn.execute(self._sql(sql), tuple(params))
+                return [dict(r) for r in await cur.fetchall()]
+
+        return await self.outage.call(once, _what(sql))
 
     async def script(self, statements: Sequence[str]) -> None:
-        async with self._lock:
-            try:
-                for stmt in statements:
-                    await self.conn.execute(self._sql(stmt))
-                await self.conn.commit()
-            except BaseException:
-                await self.conn.rollback()
-                raise
+        async def once() -> None:
+            async with self._lock:
+                try:
+                    for stmt in statements:
+                        await self.conn.execute(self._sql(stmt))
+                    await self.conn.commit()
+                except BaseException:
+                    await _rollback(self.conn)
+                    raise
+
+        await self.outage.call(once, "migration")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
+        """One transaction, not retried: prefer `transact`, which retries all of it."""
         async with self._lock:
             # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
             # then writes can fail with SQLITE_BUSY when another process wrote in between.
@@ -137,9 +220,31 @@ class SqliteDatabase:
             try:
                 yield _SqliteTransaction(self.conn)
             except BaseException:
-                await self.conn.rollback()
+                await _rollback(self.conn)
                 raise
             await self.conn.commit()
+
+    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T:
+        """Run `body` in one transaction, all of it again while the file is locked by
+        another process (see `PostgresDatabase.transact`)."""
+
+        async def once() -> T:
+            async with self.transaction() as tx:
+                return await body(tx)
+
+        return await self.outage.call(once, what)
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # A failed COMMIT (busy) leaves the transaction open; a failed BEGIN leaves none, and
+    # rolling back nothing is an error SQLite reports that must not hide the real one.
+    with contextlib.suppress(Exception):
+        await conn.rollback()
+
+
+def _what(sql: str) -> str:
+    """A statement's first words, for log lines (never its parameters)."""
+    return " ".join(sql.split()[:3])
 
 
 class _SqliteTransaction:
@@ -163,10 +268,10 @@ class _SqliteTransaction:
 @asynccontextmanager
 async def sqlite_connection(path: str) -> AsyncIterator[aiosqlite.Connection]:
     """A connection tuned for several processes sharing one file (CLI run + cancel/status)."""
-    conn = await aiosqlite.connect(path, timeout=30)
+    conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_MS / 1000)
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=30000")
+        await conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         await conn.execute("PRAGMA synchronous=NORMAL")
         yield conn
     finally:

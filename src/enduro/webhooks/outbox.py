@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enduro.checkpointing.db import Database, Row
+from enduro.checkpointing.db import Database, Row, Transaction
 from enduro.checkpointing.threads import owner_alive
 from enduro.webhooks.config import endpoint_id
 
@@ -116,36 +116,40 @@ async def append(
     same `dedupe_key` exists for the thread (nothing is written, no seq is used up)."""
     event_id = f"evt_{uuid.uuid4().hex}"
     now = time.time()
+
+    async def write(tx: Transaction) -> int:
+        # The upsert locks the thread's counter row until commit, so concurrent writers
+        # (parallel tool tasks, a second process) queue here and get distinct numbers.
+        row = await tx.fetchone(
+            "INSERT INTO enduro_webhook_seq (thread_id, last_seq) VALUES (%s, 1)"
+            " ON CONFLICT (thread_id) DO UPDATE"
+            " SET last_seq = enduro_webhook_seq.last_seq + 1 RETURNING last_seq",
+            (thread_id,),
+        )
+        assert row is not None
+        seq = int(row["last_seq"])
+        if dedupe_key is not None and await tx.fetchone(
+            "SELECT seq FROM enduro_webhook_events WHERE thread_id = %s AND dedupe_key = %s",
+            (thread_id, dedupe_key),
+        ):
+            raise _Duplicate  # rolls the counter back too: no gap in seq
+        await tx.execute(
+            "INSERT INTO enduro_webhook_events"
+            " (thread_id, seq, event_id, type, dedupe_key, body, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (thread_id, seq, event_id, kind, dedupe_key, render(seq, event_id, now), now),
+        )
+        await tx.execute(
+            "INSERT INTO enduro_webhook_deliveries (thread_id, endpoint_id, seq, state,"
+            " attempts, next_attempt_at, retry_from, updated_at)"
+            " SELECT thread_id, endpoint_id, %s, 'pending', 0, %s, %s, %s"
+            " FROM enduro_webhook_endpoints WHERE thread_id = %s",
+            (seq, now, now, now, thread_id),
+        )
+        return seq
+
     try:
-        async with db.transaction() as tx:
-            # The upsert locks the thread's counter row until commit, so concurrent writers
-            # (parallel tool tasks, a second process) queue here and get distinct numbers.
-            row = await tx.fetchone(
-                "INSERT INTO enduro_webhook_seq (thread_id, last_seq) VALUES (%s, 1)"
-                " ON CONFLICT (thread_id) DO UPDATE"
-                " SET last_seq = enduro_webhook_seq.last_seq + 1 RETURNING last_seq",
-                (thread_id,),
-            )
-            assert row is not None
-            seq = int(row["last_seq"])
-            if dedupe_key is not None and await tx.fetchone(
-                "SELECT seq FROM enduro_webhook_events WHERE thread_id = %s AND dedupe_key = %s",
-                (thread_id, dedupe_key),
-            ):
-                raise _Duplicate  # rolls the counter back too: no gap in seq
-            await tx.execute(
-                "INSERT INTO enduro_webhook_events"
-                " (thread_id, seq, event_id, type, dedupe_key, body, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (thread_id, seq, event_id, kind, dedupe_key, render(seq, event_id, now), now),
-            )
-            await tx.execute(
-                "INSERT INTO enduro_webhook_deliveries (thread_id, endpoint_id, seq, state,"
-                " attempts, next_attempt_at, retry_from, updated_at)"
-                " SELECT thread_id, endpoint_id, %s, 'pending', 0, %s, %s, %s"
-                " FROM enduro_webhook_endpoints WHERE thread_id = %s",
-                (seq, now, now, now, thread_id),
-            )
+        seq = await db.transact(write, "outbox append")
     except _Duplicate:
         return None
     except Exception as exc:

@@ -16,6 +16,7 @@ from enduro._redact import redact
 from enduro.budgets.report import SpendView, load_spend
 from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.db import Database
+from enduro.checkpointing.outage import DatabaseUnreachable
 from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError
@@ -124,6 +125,8 @@ class WebhookSession:
                     "`enduro webhooks list` shows them, `enduro webhooks deliver` sends them",
                     wait,
                 )
+        except DatabaseUnreachable as exc:
+            log.warning("webhook events not flushed, the database is unreachable: %s", exc.detail)
         finally:
             await self.sender.stop()
 
