@@ -10,6 +10,7 @@ import pytest
 from enduro.budgets.clock import ActiveClock
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.budgets.pricing import TokenCounts
+from enduro.budgets.report import load_spend
 from enduro.checkpointing.backend import open_backend
 from enduro.errors import BudgetStop
 
@@ -177,3 +178,26 @@ async def test_compaction_keeps_totals_exact_and_the_ledger_bounded(
         lines = {(x.model, x.node): x for x in await ledger.breakdown(tid)}
         assert sum(x.calls for x in lines.values()) == 90
         assert round(sum(x.usd for x in lines.values()) * 1e9) == expected_nusd
+
+
+async def test_reserved_usd_counts_every_call_that_never_settled(db_url: str) -> None:
+    """docs/budgets.md: `usage.reserved_usd` is the worst case of calls in flight *or never
+    settled*; a call whose usage never arrived stays charged at its reservation, so it
+    shows there (it used to count only the calls still open)."""
+    async with open_backend(db_url) as backend:
+        ledger, tid = Ledger(backend.db), _tid()
+
+        async def reserve(usd: int) -> str:
+            return await ledger.reserve(
+                thread_id=tid, node="act", model="m", usd_nano=usd, tokens=1, caps=Caps()
+            )
+
+        settled, no_usage, timed_out = await reserve(1000), await reserve(700), await reserve(50)
+        await reserve(300)  # in flight
+        await ledger.settle(settled, usd_nano=250, counts=TokenCounts(input=2, output=1))
+        await ledger.mark_lost(no_usage, "no usage reported")
+        await ledger.mark_lost(timed_out, "timed out after 30.0s")
+        usage = (await load_spend(backend.db, tid)).usage()
+        assert usage["reserved_usd"] == pytest.approx((700 + 50 + 300) / 1e9)
+        assert usage["unsettled_calls"] == 3
+        assert usage["usd"] == pytest.approx((250 + 700 + 50 + 300) / 1e9)

@@ -56,7 +56,9 @@ def ledger_usage(totals: Totals, active_seconds: float) -> dict[str, Any]:
         "input_tokens": totals.input_tokens,
         "output_tokens": totals.output_tokens,
         "active_seconds": round(active_seconds, 3),
-        "reserved_usd": round(totals.open_nusd / 1e9, 9),
+        # Calls in flight and calls that never settled: both are charged at their worst
+        # case, which is what this figure explains (docs/budgets.md, Status JSON).
+        "reserved_usd": round(totals.unsettled_nusd / 1e9, 9),
         "unsettled_calls": totals.open_calls + totals.lost_calls,
     }
 
