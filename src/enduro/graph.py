@@ -21,10 +21,11 @@ from enduro.budgets.ledger import Ledger
 from enduro.budgets.node import metered_node
 from enduro.budgets.service import BudgetService
 from enduro.context import EnduroContext
+from enduro.models import ModelSource
 from enduro.nodes.act import make_act_node
 from enduro.nodes.finish import make_finish_node
 from enduro.nodes.guard import make_guard_node
-from enduro.nodes.llm import MalformedAnswer, ModelFactory, openai_model_factory
+from enduro.nodes.llm import MalformedAnswer, openai_model_factory
 from enduro.nodes.plan import make_plan_node
 from enduro.nodes.reflect import make_reflect_node
 from enduro.nodes.routers import dispatch_after_act, route_after_guard
@@ -53,7 +54,7 @@ MODEL_RETRY = RetryPolicy(
 
 def build_graph(
     *,
-    model: BaseChatModel | ModelFactory | None = None,
+    model: ModelSource = None,
     tools: Sequence[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     cancel_requested: CancelCheck | None = None,

@@ -31,7 +31,7 @@ from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
 from enduro.graph import build_graph
 from enduro.log import current_thread_id
-from enduro.nodes.llm import ModelSource
+from enduro.models import ModelSource, check_loop
 from enduro.state import AgentState
 from enduro.webhooks.session import WebhookSession, open_segment
 
@@ -214,6 +214,9 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     # Fail closed before taking the lease: e.g. a dollar limit on a model with no price.
     fixed = run.model if isinstance(run.model, BaseChatModel) else None
     check_budget_config(context, model_name_of(fixed, context.model) if fixed else None)
+    if fixed is not None:
+        # A model whose client an earlier job used on another event loop cannot work here.
+        check_loop(fixed)
     if not await threads.claim(db, thread_id, context):
         raise ThreadBusy(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "

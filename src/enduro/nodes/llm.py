@@ -6,7 +6,7 @@ budgets reserve and settle spend and where usage is counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import openai
@@ -19,12 +19,10 @@ from pydantic import BaseModel
 from enduro.budgets.seam import metered_call
 from enduro.budgets.service import CallScope
 from enduro.context import EnduroContext
+from enduro.models import ModelFactory, note_used
 from enduro.settings import Settings
 from enduro.state import Usage
 
-ModelFactory = Callable[[EnduroContext], BaseChatModel]
-ModelSource = BaseChatModel | ModelFactory | None
-"""What a caller may pass as the model: an instance, a factory, or None for enduro's own."""
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -86,6 +84,7 @@ async def invoke_model(
     async def call(chosen: BaseChatModel) -> tuple[Any, AIMessage | None]:
         runnable: Any = chosen.bind_tools(list(tools)) if tools else chosen
         answer = await runnable.ainvoke(list(messages), config=config)
+        note_used(chosen)
         return answer, answer if isinstance(answer, AIMessage) else None
 
     if scope is None:
@@ -115,6 +114,7 @@ async def invoke_structured(
             schema, method="function_calling", include_raw=True
         )
         out: Any = await runnable.ainvoke(list(messages), config=config)
+        note_used(chosen)
         raw = out.get("raw")
         return out, raw if isinstance(raw, AIMessage) else None
 

@@ -3,6 +3,8 @@ budget (ledger, clock)."""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from langchain_core.tools import BaseTool
 from enduro.budgets.service import BudgetService, CallScope
 from enduro.budgets.tokens import with_output_cap
 from enduro.context import EnduroContext
-from enduro.nodes.llm import ModelFactory
+from enduro.models import ModelFactory, bind_to_loop
 
 CancelCheck = Callable[[str], Awaitable[bool]]
 
@@ -30,16 +32,29 @@ class Services:
     tools: Sequence[BaseTool]
     cancel_requested: CancelCheck = _never_cancelled
     budget: BudgetService = field(default_factory=BudgetService)
-    _models: dict[tuple[str, int], BaseChatModel] = field(default_factory=dict)
+    # Per event loop (weakly, so a closed loop's models go with it): HTTP clients are bound
+    # to the loop that opened their connections (see enduro.models).
+    _models: weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, dict[tuple[str, int], BaseChatModel]
+    ] = field(default_factory=weakref.WeakKeyDictionary)
 
     def model(self, context: EnduroContext) -> BaseChatModel:
-        """One client per (model, max_tokens), so its HTTP connection pool is reused. A model
-        passed in without max_tokens gets the context's, so every call has an output bound."""
+        """The chat model for `context` on the running event loop.
+
+        One per (model, max_tokens) and loop, so its HTTP connection pool is reused within a
+        run and never across loops. A model passed in without max_tokens gets the context's,
+        so every call has an output bound.
+
+        Raises:
+            LoopBoundModel: the model holds a client used on another event loop (what to do
+                is in the message).
+        """
+        models = self._models.setdefault(asyncio.get_running_loop(), {})
         key = (context.model, context.max_output_tokens)
-        if key not in self._models:
+        if key not in models:
             built = self.model_factory(context)
-            self._models[key] = with_output_cap(built, context.max_output_tokens)
-        return self._models[key]
+            models[key] = bind_to_loop(with_output_cap(built, context.max_output_tokens))
+        return models[key]
 
     def scope(
         self, context: EnduroContext, config: RunnableConfig, node: str, *, final: bool = False
