@@ -7,6 +7,8 @@ lists rather than runs.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -120,3 +122,9 @@ def artifact(name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"artifact: {path}")
     return path
+
+
+def seed_sync(db: str, count: int, **kwargs: Any) -> list[str]:
+    """`seed` from a thread of its own: callable where a loop is running (Playwright's)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, seed(db, count, **kwargs)).result()

@@ -10,7 +10,8 @@ status JSON, every webhook event and the dashboard all say the same thing:
   ledger between reflect calls): the sum of k remaining steps has standard deviation
   cv·μ·√(k + k²/n) (the spread of k independent steps plus the uncertainty of a mean taken
   over n samples); low and high are the mean ∓ 1.645 of those (about a 90 % range), never
-  below what was spent. With fewer than two samples the spread is taken as cv = 1 (wide);
+  below what was spent. cv is measured from the samples and shrunk toward 1 (a step may
+  cost double or nothing) as if two samples had said so: few samples, wide range;
 - a limit stops the run at `last_step = steps_done + ⌊(limit - used) / μ⌋`, the last step
   it can still pay for; the warning names the earliest such limit. Dollars available to
   steps exclude finish's reserve, as the guard does.
@@ -30,6 +31,9 @@ from typing import Any
 Z_90 = 1.645
 # Spread assumed when fewer than two step samples exist: a step may cost double or nothing.
 DEFAULT_CV = 1.0
+# The measured spread is shrunk toward DEFAULT_CV as if this many samples had shown it, so
+# that two steps that happened to cost the same do not claim a range of zero width.
+PRIOR_SAMPLES = 2
 
 # limit key -> how to read its usage from the status JSON's `usage`, and its words.
 _COUNTERS: dict[str, tuple[str, str]] = {
@@ -137,15 +141,17 @@ def _result(
 
 
 def _cv(values: Sequence[float]) -> float:
-    """Coefficient of variation of per-step samples (DEFAULT_CV with fewer than two)."""
+    """Coefficient of variation of per-step samples, shrunk toward DEFAULT_CV by
+    PRIOR_SAMPLES (DEFAULT_CV itself with fewer than two samples)."""
     usable = [v for v in values if v >= 0 and math.isfinite(v)]
-    if len(usable) < 2:
+    n = len(usable)
+    if n < 2:
         return DEFAULT_CV
-    mean = sum(usable) / len(usable)
+    mean = sum(usable) / n
     if mean <= 0:
         return 0.0
-    var = sum((v - mean) ** 2 for v in usable) / (len(usable) - 1)
-    return math.sqrt(var) / mean
+    measured = math.sqrt(sum((v - mean) ** 2 for v in usable) / (n - 1)) / mean
+    return (n * measured + PRIOR_SAMPLES * DEFAULT_CV) / (n + PRIOR_SAMPLES)
 
 
 def _project(

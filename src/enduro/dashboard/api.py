@@ -92,6 +92,12 @@ async def list_threads(
     return {"items": items, "next_cursor": next_cursor}
 
 
+@router.get("/session")
+async def session(request: Request) -> dict[str, bool]:
+    """What the page needs to know of its own session: whether a token guards it."""
+    return {"token_required": request.app.state.token_required}
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(request: Request, thread_id: str) -> Any:
     """The status contract (as `enduro status --json`) with `forecast`, plus `lease` (last

@@ -61,6 +61,7 @@ def create_app(backend: Backend, access: Access, *, poll_seconds: float = POLL_S
     app.state.poll_seconds = poll_seconds
     app.state.backend = backend
     app.state.runs = Runs()
+    app.state.token_required = access.token is not None
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     _pages(app, access)

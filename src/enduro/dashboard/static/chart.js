@@ -26,7 +26,10 @@ function drawSpend(container, legend, series, cap) {
   }
   const t0 = Math.min(...points.map((p) => p[0]));
   const t1 = Math.max(...points.map((p) => p[0]), t0 + 1);
-  const top = Math.max(...points.map((p) => p[1]), cap || 0, 1e-6);
+  const spent = Math.max(...points.map((p) => p[1]), 1e-6);
+  // The cap sets the scale only when the spend is near it; else the lines would lie flat.
+  const showCap = cap && cap <= spent * 4;
+  const top = showCap ? Math.max(cap, spent) : spent * 1.1;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => H - B - (v / top) * (H - T - B);
   root.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
@@ -35,7 +38,7 @@ function drawSpend(container, legend, series, cap) {
   root.append(svg("text", { x: 2, y: H - B }, "$0"));
   root.append(svg("text", { x: L, y: H - 6 }, new Date(t0 * 1000).toLocaleTimeString()));
   root.append(svg("text", { x: W - R - 60, y: H - 6 }, new Date(t1 * 1000).toLocaleTimeString()));
-  if (cap) {
+  if (showCap) {
     root.append(svg("line", { class: "cap", x1: L, y1: y(cap), x2: W - R, y2: y(cap) }));
     root.append(svg("text", { x: W - R - 70, y: y(cap) - 4 }, "cap " + money(cap)));
   }
@@ -50,4 +53,5 @@ function drawSpend(container, legend, series, cap) {
     const last = series[key][series[key].length - 1][1];
     legend.append(el("span", {}, swatch, key + " " + money(last)));
   });
+  if (cap && !showCap) legend.append(el("span", { class: "muted", text: "cap " + money(cap) + " (off the scale)" }));
 }

@@ -91,3 +91,10 @@ function warningsOf(status) {
   for (const w of status.warnings || []) out.push("warning: " + w);
   return out;
 }
+
+// The log-out button only means something when the dashboard asks for a token.
+document.addEventListener("DOMContentLoaded", async () => {
+  const form = document.getElementById("logout");
+  if (!form) return;
+  try { form.hidden = !(await api("/api/session")).token_required; } catch (err) { /* shown on 401 */ }
+});

@@ -69,7 +69,8 @@ function renderPlan(plan) {
 }
 
 function renderWarnings(s) {
-  const list = warningsOf(s);
+  // The forecast's own warning sits in the forecast panel; these are the budget's.
+  const list = (s.warnings || []).map((w) => "warning: " + w);
   document.getElementById("warnings-panel").hidden = !list.length;
   setNode("warnings", ...list.map((w) => el("div", { class: "warnbox", text: w })));
 }
@@ -110,6 +111,8 @@ function addEvent(e) {
     el("span", { class: "seq", text: "#" + e.seq }), el("span", { class: "muted", text: when + " " }),
     el("span", { class: "type", text: e.type }), eventDetail(e));
   list.prepend(item);
+  const empty = document.getElementById("timeline-empty");
+  if (empty) empty.remove();
 }
 
 async function loadSpend() {
