@@ -117,6 +117,12 @@ def test_long_outage_pauses_resumably_then_resume_completes(
         assert final["status"] == "completed"
         assert [s["status"] for s in final["plan"]] == ["done"] * len(final["plan"])
         assert llm.count("plan") == 1
+        # The act answer that arrived during the outage was kept, settled on resume and
+        # used: asked (and paid) once, every ledger row settled.
+        assert llm.count("act", "s1") == 1
+        assert final["usage"]["llm_calls"] == llm.count()
+        assert final["usage"]["unsettled_calls"] == 0
+        assert not any((tmp_path / "ws" / ".enduro-held").rglob("*.json"))
 
 
 # -- the pool and the policy, in process ----------------------------------------------------

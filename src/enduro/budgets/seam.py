@@ -10,6 +10,10 @@ Retry-After: 429 and 5xx are retried with backoff (Retry-After wins, however lon
 the time limits allow the wait); an exhausted quota, a bad key, a too-long context or any
 other 4xx stops the run at once with a `stop_reason` that says what to fix. The SDK's own
 retries are off (ChatOpenAI max_retries=0), so every attempt is a ledger row.
+
+Database outages are waited out by the database's own retries (`checkpointing.outage`); an
+answer whose settlement still cannot be written is kept on disk (`budgets.spool`) and used,
+and settled, when the resumed run makes the same request, so it is paid once.
 """
 
 from __future__ import annotations
@@ -41,8 +45,16 @@ from enduro.budgets.pricing import (
     unknown_price_message,
 )
 from enduro.budgets.service import CallScope
+from enduro.budgets.spool import AnswerSpool, HeldAnswer, ReplayModel, request_key
 from enduro.budgets.tokens import input_token_bound, output_token_bound
-from enduro.errors import BudgetStop, PricingUnknown, ProviderStop, RunStop, StopReason
+from enduro.errors import (
+    BudgetStop,
+    DatabaseUnreachable,
+    PricingUnknown,
+    ProviderStop,
+    RunStop,
+    StopReason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +261,11 @@ async def metered_call(
         tokens=context.max_tokens,
         llm_calls=context.max_llm_calls,
     )
+    spool = AnswerSpool(context.workspace, scope.thread_id)
+    key = request_key(name, messages, tool_schemas)
+    held = await spool.take(key)
+    if held is not None:
+        return await _use_held(spool, key, held, ledger, price, invoke)
     failures = 0
     while True:
         await _durable_wait(scope, ledger)
@@ -288,7 +305,14 @@ async def metered_call(
                 raise known.stop from exc
             failure = known
         else:
-            usd = await _settle(ledger, call_id, raw, price, worst)
+            try:
+                usd = await _settle(ledger, call_id, raw, price, worst)
+            except DatabaseUnreachable:
+                # Answered (and billed) but not recorded: keep the answer for the resumed
+                # run rather than pay for it again.
+                if raw is not None:
+                    await spool.hold(key, HeldAnswer(call_id, worst, raw))
+                raise
             return Metered(result, raw, usd)
         failures += 1
         attempts = (
@@ -316,6 +340,23 @@ async def metered_call(
             delay,
         )
         await ledger.set_not_before(scope.thread_id, time.time() + delay)
+
+
+async def _use_held(
+    spool: AnswerSpool,
+    key: str,
+    held: HeldAnswer,
+    ledger: Ledger,
+    price: Price | None,
+    invoke: Invoke,
+) -> Metered:
+    """The answer this request got while the database was unreachable (`budgets.spool`):
+    settled now on its original reservation, and parsed as the provider's answer would be."""
+    log.info("using the answer to call %s kept while the database was away", held.call_id)
+    result, raw = await invoke(ReplayModel(message=held.message))
+    usd = await _settle(ledger, held.call_id, held.message, price, held.worst_nano)
+    await spool.forget(key)
+    return Metered(result, raw, usd)
 
 
 async def _settle(
