@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,17 @@ from typing_extensions import TypedDict, Unpack
 
 from enduro.budgets.config import check_budget_config
 from enduro.budgets.ledger import Ledger
+from enduro.budgets.limits import deadline_epoch, time_left
 from enduro.budgets.seam import model_name_of
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.db import Database
-from enduro.checkpointing.outage import DatabaseUnreachable, OutagePolicy, outage_seconds_from_env
+from enduro.checkpointing.outage import (
+    DatabaseUnreachable,
+    OutagePolicy,
+    outage_seconds_from_env,
+    run_time_limit,
+)
 from enduro.checkpointing.retention import prune_thread
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
@@ -255,20 +262,28 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     outcome: Outcome | None = None
     try:
         since_prune = 0
-        async for update in graph.astream(
-            graph_input,
-            config,
-            context=context,
-            durability="sync",
-            control=run.control or RunControl(),
-            stream_mode="updates",
-        ):
-            if run.on_update is not None:
-                run.on_update(update)
-            since_prune += 1
-            if since_prune >= run.keep_checkpoints:
-                await prune_thread(db, thread_id, run.keep_checkpoints)
-                since_prune = 0
+        # A database outage is not waited out past the run's own time limits.
+        limit = time_left(
+            max_minutes=context.max_minutes,
+            active_seconds=await Ledger(db).active_seconds(thread_id),
+            deadline=deadline_epoch(context.deadline),
+            now=time.time(),
+        )
+        with run_time_limit(limit):
+            async for update in graph.astream(
+                graph_input,
+                config,
+                context=context,
+                durability="sync",
+                control=run.control or RunControl(),
+                stream_mode="updates",
+            ):
+                if run.on_update is not None:
+                    run.on_update(update)
+                since_prune += 1
+                if since_prune >= run.keep_checkpoints:
+                    await prune_thread(db, thread_id, run.keep_checkpoints)
+                    since_prune = 0
         values = (await graph.aget_state(config)).values
         outcome = Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
     except GraphDrained as drained:

@@ -24,7 +24,7 @@ from clikit import ENDURO, cli_env, run_cli
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.checkpointing import db as db_module
 from enduro.checkpointing.backend import open_backend
-from enduro.checkpointing.outage import DatabaseUnreachable, OutagePolicy
+from enduro.checkpointing.outage import DatabaseUnreachable, OutagePolicy, run_time_limit
 from fakellm import Fault, ScriptedLLM
 from pgproxy import PgProxy
 
@@ -221,3 +221,18 @@ async def test_sqlite_locked_by_another_process_is_waited_out(
             holder.close()
         policy.timeout = 20.0
         assert await backend.db.execute("UPDATE enduro_spend SET detail = 'y'") == 1
+
+
+async def test_an_outage_is_not_waited_out_past_the_runs_time_limit(
+    pg_url: str, proxy: PgProxy
+) -> None:
+    async with open_backend(proxy.url(pg_url), outage=OutagePolicy(timeout=60.0)) as backend:
+        proxy.cut()
+        try:
+            started = time.monotonic()
+            with run_time_limit((1.0, "max_minutes")), pytest.raises(DatabaseUnreachable) as caught:
+                await backend.db.fetchone("SELECT 1 AS one")
+            assert time.monotonic() - started < 10.0  # not the 60 s outage timeout
+            assert "max_minutes ran out" in caught.value.stop_reason
+        finally:
+            proxy.restore()

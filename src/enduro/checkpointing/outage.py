@@ -17,6 +17,9 @@ Invariants:
   pool timeouts, a server that closed or terminated the connection, SQLite's SQLITE_BUSY /
   SQLITE_LOCKED. A bad statement, a constraint violation or a programming error raises at
   once, as before.
+- A run's time limits bound the wait too: inside `run_time_limit(seconds, name)` (the runner
+  wraps each segment in it) an outage is given up when the run's time would run out, even
+  before the outage timeout; the resumed run then stops at that limit.
 - What is retried is one statement (autocommit) or one whole transaction (`transact`),
   both written to be repeatable: upserts, updates to fixed values, inserts keyed by ids
   chosen before the first attempt.
@@ -25,12 +28,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import os
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -38,7 +43,13 @@ import psycopg
 
 from enduro.errors import ConfigError, DatabaseUnreachable
 
-__all__ = ["DatabaseUnreachable", "OutagePolicy", "is_unreachable_error", "outage_seconds_from_env"]
+__all__ = [
+    "DatabaseUnreachable",
+    "OutagePolicy",
+    "is_unreachable_error",
+    "outage_seconds_from_env",
+    "run_time_limit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +62,30 @@ OUTAGE_ENV = "ENDURO_DB_OUTAGE_TIMEOUT"
 wins over it)."""
 ATTEMPT_SECONDS = 5.0
 """Longest one attempt waits for a pooled connection before it counts as failed."""
+
+# (monotonic time, limit name) by which the current run's time runs out; per task, so one
+# process advancing several threads gives each its own.
+_TIME_LIMIT: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar(
+    "enduro_outage_time_limit", default=None
+)
+
+
+@contextlib.contextmanager
+def run_time_limit(left: tuple[float, str] | None) -> Iterator[None]:
+    """Within the block (and the tasks it starts), stop waiting out an outage when the
+    run's time is up: it would stop then anyway.
+
+    Args:
+        left: seconds the run has left and the limit's name (`max_minutes`, `deadline`), as
+            `budgets.limits.time_left` gives them; None for no time limit.
+    """
+    value = None if left is None else (time.monotonic() + max(0.0, left[0]), left[1])
+    token = _TIME_LIMIT.set(value)
+    try:
+        yield
+    finally:
+        _TIME_LIMIT.reset(token)
+
 
 # SQLite primary result codes (sqlite3.h): the database file is locked by another
 # connection (BUSY) or a table is locked within this one (LOCKED).
@@ -125,7 +160,11 @@ class OutagePolicy:
         down = self.down_for
         if down is not None and down >= self.timeout:
             return 1.0
-        return max(0.5, min(ATTEMPT_SECONDS, self.timeout))
+        seconds = min(ATTEMPT_SECONDS, self.timeout)
+        limit = _TIME_LIMIT.get()
+        if limit is not None:
+            seconds = min(seconds, limit[0] - time.monotonic())
+        return max(0.5, seconds)
 
     @property
     def down_for(self) -> float | None:
@@ -177,6 +216,12 @@ class OutagePolicy:
         self._last_error = f"{type(exc).__name__}: {exc}".strip()[:300]
         waited = now - self._down_since
         left = self.timeout - waited
+        limit = _TIME_LIMIT.get()
+        if limit is not None and limit[0] - now < left:
+            left = limit[0] - now
+            if left <= 0:
+                detail = f"{self._last_error}; the run's {limit[1]} ran out meanwhile"
+                raise DatabaseUnreachable(detail, waited, self.timeout) from exc
         if left <= 0:
             raise DatabaseUnreachable(self._last_error, waited, self.timeout) from exc
         delay = min(self.max_delay, self.initial * 2.0 ** (failures - 1))
