@@ -27,6 +27,7 @@ from enduro.checkpointing.backend import open_backend
 from enduro.checkpointing.outage import DatabaseUnreachable, OutagePolicy, run_time_limit
 from fakellm import Fault, ScriptedLLM
 from pgproxy import PgProxy
+from receiver import Receiver
 
 GOAL = "Write a report on durable agents"
 
@@ -63,12 +64,14 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str
 def test_short_outage_is_waited_out_and_the_answer_is_paid_once(
     pg_url: str, proxy: PgProxy, tmp_path: Path
 ) -> None:
-    with ScriptedLLM() as llm:
+    with ScriptedLLM() as llm, Receiver() as receiver:
         # The first act call is answered 2 s after it arrives, in the middle of the outage.
         llm.push(Fault(kind="act", delay=2.0))
         env = cli_env(llm, tmp_path)
         tid = str(uuid.uuid4())
-        proc = _start(tid, proxy.url(pg_url), env, "--db-outage-timeout", "30")
+        proc = _start(
+            tid, proxy.url(pg_url), env, "--db-outage-timeout", "30", "--webhook-url", receiver.url
+        )
         try:
             assert llm.wait_for(1, "act", timeout=60), "the run never reached act"
             proxy.outage(4.0)
@@ -84,6 +87,10 @@ def test_short_outage_is_waited_out_and_the_answer_is_paid_once(
         assert status["usage"]["llm_calls"] == llm.count()
         assert status["usage"]["unsettled_calls"] == 0
         assert proxy.accepted > 1  # it did reconnect through the proxy
+        # Progress events written around the outage all went out, in order, none lost.
+        assert receiver.wait_for(lambda _: "run.completed" in receiver.types())
+        seqs = sorted({hit.seq for hit in receiver.accepted()})
+        assert seqs == list(range(1, len(seqs) + 1))
 
 
 def test_long_outage_pauses_resumably_then_resume_completes(
