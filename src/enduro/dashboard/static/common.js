@@ -88,8 +88,14 @@ function heartbeat(lease) {
 function warningsOf(status) {
   const out = [];
   if (status.forecast && status.forecast.warning) out.push(status.forecast.warning);
-  for (const w of status.warnings || []) out.push("warning: " + w);
+  for (const w of status.warnings || []) out.push(budgetWarning(w));
   return out;
+}
+
+// The state's warning codes, e.g. `max_usd:80`, as words.
+function budgetWarning(code) {
+  const m = /^(\w+):(\d+(?:\.\d+)?)$/.exec(code);
+  return m ? m[1] + " reached " + m[2] + " % of its limit" : code;
 }
 
 // The log-out button only means something when the dashboard asks for a token.

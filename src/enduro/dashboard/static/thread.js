@@ -70,7 +70,7 @@ function renderPlan(plan) {
 
 function renderWarnings(s) {
   // The forecast's own warning sits in the forecast panel; these are the budget's.
-  const list = (s.warnings || []).map((w) => "warning: " + w);
+  const list = (s.warnings || []).map(budgetWarning);
   document.getElementById("warnings-panel").hidden = !list.length;
   setNode("warnings", ...list.map((w) => el("div", { class: "warnbox", text: w })));
 }

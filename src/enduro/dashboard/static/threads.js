@@ -12,7 +12,7 @@ function row(t) {
   const activeLimit = l.max_minutes ? l.max_minutes * 60 : null;
   const warnings = warningsOf(t);
   return el("tr", { "data-thread": t.thread_id },
-    el("td", {}, el("a", { href: "/threads/" + encodeURIComponent(t.thread_id), text: t.thread_id.slice(0, 13) })),
+    el("td", { class: "id" }, el("a", { href: "/threads/" + encodeURIComponent(t.thread_id), text: t.thread_id.slice(0, 13) })),
     el("td", { class: "goal", text: t.goal }),
     el("td", {}, badge(t.status), t.stop_reason ? el("div", { class: "small muted", text: t.stop_reason }) : null),
     el("td", {}, el("div", { class: "small", text: p.steps_done + " / " + p.steps_total + " steps" }),
