@@ -49,6 +49,8 @@ class ErrorCode(enum.StrEnum):
     """Another live process holds the thread's lease. Exit 2."""
     DATABASE_UNAVAILABLE = "database_unavailable"
     """The database could not be reached or opened. Exit 2 (nothing ran)."""
+    INTERRUPTED = "interrupted"
+    """SIGINT or SIGTERM stopped the command before it had a result. Exit 4."""
     INTERNAL = "internal"
     """An error enduro did not anticipate; the message names its type. Exit 1."""
 

@@ -19,6 +19,7 @@ from langgraph.types import RetryPolicy
 
 from enduro.budgets.ledger import Ledger
 from enduro.budgets.node import metered_node
+from enduro.budgets.pricing import load_catalog
 from enduro.budgets.service import BudgetService
 from enduro.context import EnduroContext
 from enduro.models import ModelSource
@@ -34,6 +35,10 @@ from enduro.nodes.tools import make_tools_node
 from enduro.state import AgentState, ToolTask
 from enduro.tools import default_tools
 from enduro.webhooks.session import env_handler
+
+# Nodes price calls on the event loop, where a blocking file read is refused under
+# `langgraph dev`: load the price catalogue now, while the graph module is imported.
+load_catalog()
 
 
 def retryable(exc: BaseException) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
-from enduro.state import FINISHED_STEP_STATUSES
+from enduro.records import FINISHED_STEP_STATUSES
 
 
 class Progress:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from enduro.state import FINISHED_STEP_STATUSES, Archive, PlanStep
+from enduro.records import FINISHED_STEP_STATUSES, Archive, PlanStep
 
 
 def progress(plan: list[PlanStep], archive: Archive | None = None) -> dict[str, Any]:

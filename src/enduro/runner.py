@@ -33,6 +33,7 @@ from enduro.checkpointing.outage import (
     outage_seconds_from_env,
     run_time_limit,
 )
+from enduro.checkpointing.retention import DEFAULT_KEEP_CHECKPOINTS as DEFAULT_KEEP_CHECKPOINTS
 from enduro.checkpointing.retention import prune_thread
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
@@ -51,7 +52,6 @@ EXIT_CODES = {
     "paused": 4,
     "cancelled": 5,
 }
-DEFAULT_KEEP_CHECKPOINTS = 20
 # Long runs take thousands of super-steps; budgets, not the recursion limit, stop them.
 RECURSION_LIMIT = 10_000_000
 

@@ -7,76 +7,42 @@ tool outputs live in the thread's workspace with only a reference here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, cast
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-StepStatus = Literal["pending", "active", "done", "failed", "skipped"]
-FINISHED_STEP_STATUSES: frozenset[str] = frozenset({"done", "failed", "skipped"})
-"""A step in one of these states is over: progress counts it, the archive may move it out."""
-MIN_PLAN_STEPS = 3
-MAX_PLAN_STEPS = 8
-"""The planner is asked for MIN..MAX steps; a longer plan is cut to MAX (a replan too)."""
-RunStatus = Literal["running", "paused", "completed", "budget_exhausted", "cancelled", "failed"]
-
-
-class PlanStep(TypedDict):
-    """One step of the plan, as the model wrote it and as reflect judged it."""
-
-    id: str
-    """Stable id (`s1`, `s2`, …); replanned steps get fresh ids, never reused."""
-    title: str
-    """Short imperative title shown in progress and reports."""
-    detail: str
-    """What the step should achieve, for the act prompt."""
-    status: StepStatus
-    """Lifecycle of the step; only one step is `active` at a time."""
-    summary: NotRequired[str | None]
-    """Reflect's short account of what the step produced (kept after messages are dropped)."""
-    attempts: NotRequired[int]
-    """How many times reflect sent the step back for another try."""
-
-
-class Usage(TypedDict, total=False):
-    """Counters that only grow; nodes return deltas and `add_usage` sums them."""
-
-    llm_calls: int
-    """Model calls that returned an answer."""
-    tool_calls: int
-    """Tool calls executed (each its own task)."""
-    iterations: int
-    """Agent-loop iterations: each time the guard lets an act call start."""
-    input_tokens: int
-    """Prompt tokens as the provider reported them."""
-    output_tokens: int
-    """Completion tokens as the provider reported them."""
-    active_seconds: float
-    """Wall time spent inside nodes, summed over every segment of the run."""
-    usd: float
-    """Settled cost of the calls, for progress display only: budgets and status read spend
-    from the ledger, which also counts calls whose node crashed before its checkpoint."""
-
-
-USAGE_KEYS: tuple[str, ...] = tuple(Usage.__annotations__)
-
-
-def add_usage(left: Usage | None, right: Usage | None) -> Usage:
-    """Reducer: sum counters key by key, so parallel tool tasks can each add their own."""
-    out: dict[str, Any] = dict(left or {})
-    for key, value in (right or {}).items():
-        out[key] = out.get(key, 0) + value
-    return cast(Usage, out)
-
-
-class Archive(TypedDict):
-    """Finished steps moved out of the plan into the workspace's `.history/steps/`."""
-
-    steps: int
-    """How many steps were archived."""
-    failed: int
-    """How many of them had failed."""
+from enduro.records import (
+    FINISHED_STEP_STATUSES as FINISHED_STEP_STATUSES,
+)
+from enduro.records import (
+    MAX_PLAN_STEPS as MAX_PLAN_STEPS,
+)
+from enduro.records import (
+    MIN_PLAN_STEPS as MIN_PLAN_STEPS,
+)
+from enduro.records import (
+    USAGE_KEYS as USAGE_KEYS,
+)
+from enduro.records import (
+    Archive as Archive,
+)
+from enduro.records import (
+    PlanStep as PlanStep,
+)
+from enduro.records import (
+    RunStatus as RunStatus,
+)
+from enduro.records import (
+    StepStatus as StepStatus,
+)
+from enduro.records import (
+    Usage as Usage,
+)
+from enduro.records import (
+    add_usage as add_usage,
+)
 
 
 class AgentState(TypedDict):

@@ -13,8 +13,8 @@ from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
 from enduro.forecast import forecast
+from enduro.records import USAGE_KEYS
 from enduro.report import progress, render_report
-from enduro.state import USAGE_KEYS
 
 
 async def checkpoint_values(backend: Backend, thread_id: str) -> tuple[dict[str, Any], str | None]:

@@ -1,5 +1,9 @@
-"""The budget flags of `enduro run` / `enduro resume` (the five classic limits --max-usd …
---max-tool-calls live in cli.py), and the context overrides they make."""
+"""The budget flags of `enduro run` / `enduro resume`, declared once, and the context
+overrides they make.
+
+Every limit and price flag is here (and nowhere else), each with help text naming its
+unit; `budget_overrides` turns the ones given on a command line into context overrides
+(flags not given carry the stored value over on resume)."""
 
 from __future__ import annotations
 
@@ -20,16 +24,50 @@ def _deadline(text: str) -> str:
 
 
 def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    """Add every limit and price flag to `parser` (one argument group)."""
     group = parser.add_argument_group("budget (see docs/budgets.md)")
+    group.add_argument(
+        "--max-usd",
+        type=number(float),
+        metavar="USD",
+        help="stop before the run's spend could pass this many US dollars",
+    )
+    group.add_argument(
+        "--max-minutes",
+        type=number(float),
+        metavar="MINUTES",
+        help="minutes of active run time (summed over segments; waiting is not counted)",
+    )
+    group.add_argument(
+        "--max-iterations",
+        type=number(int),
+        metavar="N",
+        help="agent-loop iterations (each act model call the guard lets start)",
+    )
+    group.add_argument(
+        "--max-llm-calls",
+        type=number(int),
+        metavar="N",
+        help="model calls of every node (plan, act, reflect, finish)",
+    )
+    group.add_argument(
+        "--max-tool-calls",
+        type=number(int),
+        metavar="N",
+        help="tool calls executed",
+    )
     group.add_argument(
         "--max-tokens",
         type=number(int, allow_zero=False),
+        metavar="TOKENS",
         help="prompt + completion tokens over the whole run",
     )
     group.add_argument(
         "--deadline",
         type=_deadline,
-        help="stop by this time: ISO 8601 (2026-01-31T18:00Z) or relative (+90m, 2h)",
+        metavar="TIME",
+        help="stop by this wall-clock time: ISO 8601 (2026-01-31T18:00Z) or relative "
+        "to now (+90m, 2h)",
     )
     group.add_argument(
         "--price-input",
@@ -47,7 +85,7 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
         "--price-cached-input",
         type=number(float, allow_zero=True),
         metavar="USD_PER_MTOK",
-        help="cached-input price of --model (default: the input price)",
+        help="cached-input price of --model, USD per million tokens (default: the input price)",
     )
     group.add_argument(
         "--free-model",
@@ -58,12 +96,14 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--final-reserve-usd",
         type=number(float, allow_zero=True),
-        help="dollars kept back for the final summary (default 5%% of --max-usd)",
+        metavar="USD",
+        help="US dollars kept back for the final summary (default 5%% of --max-usd)",
     )
     group.add_argument(
         "--max-output-tokens",
         type=number(int, allow_zero=False),
-        help="max_tokens sent on every model call (default 2048)",
+        metavar="TOKENS",
+        help="completion tokens allowed per model call, sent as max_tokens (default 2048)",
     )
     group.add_argument(
         "--clear-limit",
@@ -77,7 +117,7 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
 def budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Context overrides from the budget flags given on this command line."""
     out: dict[str, Any] = {}
-    for name in ("max_tokens", "deadline", "final_reserve_usd", "max_output_tokens"):
+    for name in (*LIMIT_KEYS, "final_reserve_usd", "max_output_tokens"):
         value = getattr(args, name, None)
         if value is not None:
             out[name] = value

@@ -16,19 +16,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Protocol
-
-import genai_prices
-from genai_prices import data_snapshot
+from typing import TYPE_CHECKING, Protocol
 
 from enduro.errors import ConfigError
+
+if TYPE_CHECKING:
+    import genai_prices
 
 NANO_PER_USD = 1_000_000_000
 _MTOK = Decimal(1_000_000)
 
-# Load the bundled catalogue at import time: a node must not do blocking file reads on the
-# event loop (`langgraph dev` rejects them).
-data_snapshot.get_snapshot()
+
+@lru_cache(maxsize=1)
+def load_catalog() -> None:
+    """Import genai-prices and load its bundled catalogue (once per process).
+
+    Not at import time of this module: the status, list and report commands need the
+    ledger's amounts but no price, and the catalogue costs ~0.2 s to load. `enduro.graph`
+    calls this when it is imported, because a node must not do blocking file reads on the
+    event loop (`langgraph dev` rejects them).
+    """
+    from genai_prices import data_snapshot
+
+    data_snapshot.get_snapshot()
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class CatalogPrice:
             },
             {"input_tokens": i, "output_tokens": o, "output_reasoning_tokens": o},
         ]
+        import genai_prices
+
         best = Decimal(0)
         for values in candidates:
             try:
@@ -131,6 +143,8 @@ class CatalogPrice:
         return best
 
     def _calc(self, usage: genai_prices.Usage) -> Decimal:
+        import genai_prices
+
         total = genai_prices.calc_price(usage, self.model).total_price
         return Decimal(total)
 
@@ -139,6 +153,8 @@ FREE = OverridePrice(Decimal(0), Decimal(0), Decimal(0), source="free")
 
 
 def _usage(tokens: TokenCounts) -> genai_prices.Usage:
+    import genai_prices
+
     values = {
         "input_tokens": tokens.input,
         "output_tokens": tokens.output,
@@ -152,6 +168,9 @@ def _usage(tokens: TokenCounts) -> genai_prices.Usage:
 @lru_cache(maxsize=256)
 def catalog_price(model: str) -> CatalogPrice | None:
     """The catalogue's price for `model`, or None when the catalogue does not know it."""
+    import genai_prices
+
+    load_catalog()
     try:
         found = genai_prices.calc_price(genai_prices.Usage(input_tokens=1), model)
     except LookupError:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from enduro.checkpointing.db import Database
 
+DEFAULT_KEEP_CHECKPOINTS = 20
+"""Checkpoints kept per thread unless the caller (`--keep-checkpoints`) says otherwise."""
+
 
 async def prune_thread(db: Database, thread_id: str, keep: int) -> None:
     """Delete all but the `keep` newest root checkpoints of `thread_id` (and their writes).

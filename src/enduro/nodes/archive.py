@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from enduro.state import FINISHED_STEP_STATUSES, Archive, PlanStep
+from enduro.records import FINISHED_STEP_STATUSES, Archive, PlanStep
 
 KEEP_FINISHED = 8
 HISTORY_DIR = ".history/steps"

@@ -3,7 +3,7 @@ progress, logs and the test suite's scripted model rely on."""
 
 from __future__ import annotations
 
-from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, Archive, PlanStep
+from enduro.records import MAX_PLAN_STEPS, MIN_PLAN_STEPS, Archive, PlanStep
 
 PLAN_SYSTEM = (
     "You are the planner of a long-running autonomous agent. Turn the user's goal into a "

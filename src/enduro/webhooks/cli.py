@@ -1,34 +1,28 @@
 """The webhook parts of the command line: flags of `run` / `resume`, and `enduro webhooks
-list | retry | deliver | listen | secret`. cli.py only calls into here."""
+list | retry | deliver | listen | secret`. cli.py only calls into here.
+
+Module-level imports stay light (no HTTP client, no LangChain): `enduro webhooks list`
+is one of the fast read-only commands; the sender, the session and the receiver are
+imported by the commands that use them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from enduro._redact import redact
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import Backend, open_backend
 from enduro.cliargs import number
 from enduro.errors import ConfigError
 from enduro.settings import Settings
-from enduro.status import checkpoint_values
-from enduro.webhooks import outbox
-from enduro.webhooks.config import (
-    WebhookConfig,
-    endpoint_id,
-    new_secret,
-    secret_bytes,
-)
-from enduro.webhooks.listen import ProgressBoard, make_server
-from enduro.webhooks.sender import Sender
-from enduro.webhooks.session import WebhookSession
+from enduro.webhooks.config import WebhookConfig, endpoint_id, new_secret, secret_bytes
+
+if TYPE_CHECKING:
+    from enduro.checkpointing.backend import Backend
+    from enduro.client import WebhookBacklog
 
 _seconds_arg = number(float)
 
@@ -114,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> WebhookConfig:
 async def thread_cancelled(backend: Backend, thread_id: str) -> None:
     """`enduro cancel` of a thread no process is running: its run.cancelled comes from
     here (a running thread's comes from its own finish node)."""
+    from enduro.checkpointing import threads
+    from enduro.status import checkpoint_values
+    from enduro.webhooks.session import WebhookSession
+
     try:
         config = dataclasses.replace(WebhookConfig.from_env(), urls=())
     except ConfigError as exc:
@@ -135,37 +133,49 @@ async def thread_cancelled(backend: Backend, thread_id: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    action = args.webhooks_command
-    if action == "secret":
+    """`webhooks secret` and `webhooks listen` (no database, no event loop of ours)."""
+    if args.webhooks_command == "secret":
         print(new_secret())
         return 0
-    if action == "listen":
-        return _listen(args)
-    return asyncio.run(_outbox_command(args))
+    return _listen(args)
 
 
-async def _outbox_command(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> tuple[int, Any]:
+    """`webhooks list | retry | deliver`: the exit code and what `--json` prints."""
+    from enduro.client import Client
+
     config = config_from_args(args) if args.webhooks_command != "list" else WebhookConfig()
     settings = Settings.from_env(database_url=args.db)
-    async with open_backend(settings.database_url, create=False) as backend:
+    async with Client(settings.database_url, create_database=False) as client:
         if args.webhooks_command == "list":
-            return await _list(backend, args)
-        thread_ids: list[str] | None
-        if args.webhooks_command == "retry":
-            ep = args.endpoint
-            if ep and not ep.startswith("ep_"):
-                ep = endpoint_id(ep)
-            revived, enabled = await outbox.revive(
-                backend.db, thread_id=args.thread_id, endpoint_id=ep, seq=args.seq
-            )
-            print(
-                f"{revived} dead deliveries back in the queue, {enabled} endpoints re-enabled",
-                file=sys.stderr,
-            )
-            thread_ids = [args.thread_id] if args.thread_id else None
-        else:
-            thread_ids = list(args.thread_id) or None
-        return await _deliver(backend, config, thread_ids, getattr(args, "wait", None), args)
+            backlog = await client.webhooks(args.thread_id, include_delivered=args.all)
+            if not args.json:
+                _print_backlog(backlog, args.thread_id)
+            return 0, backlog.to_json()
+        return await _retry_or_deliver(client.backend, config, args)
+
+
+async def _retry_or_deliver(
+    backend: Backend, config: WebhookConfig, args: argparse.Namespace
+) -> tuple[int, Any]:
+    from enduro.webhooks import outbox
+
+    thread_ids: list[str] | None
+    if args.webhooks_command == "retry":
+        ep = args.endpoint
+        if ep and not ep.startswith("ep_"):
+            ep = endpoint_id(ep)
+        revived, enabled = await outbox.revive(
+            backend.db, thread_id=args.thread_id, endpoint_id=ep, seq=args.seq
+        )
+        print(
+            f"{revived} dead deliveries back in the queue, {enabled} endpoints re-enabled",
+            file=sys.stderr,
+        )
+        thread_ids = [args.thread_id] if args.thread_id else None
+    else:
+        thread_ids = list(args.thread_id) or None
+    return await _deliver(backend, config, thread_ids, getattr(args, "wait", None))
 
 
 async def _deliver(
@@ -173,8 +183,10 @@ async def _deliver(
     config: WebhookConfig,
     thread_ids: list[str] | None,
     wait: float | None,
-    args: argparse.Namespace,
-) -> int:
+) -> tuple[int, Any]:
+    from enduro.webhooks import outbox
+    from enduro.webhooks.sender import Sender
+
     sender = Sender(backend.db, config, thread_ids=thread_ids)
     try:
         if wait:
@@ -191,44 +203,26 @@ async def _deliver(
         "dead": sender.stats["dead"],
         "pending": len(left),
     }
-    if args.json:
-        print(json.dumps(summary))
     print(
         f"delivered {summary['delivered']}, failed attempts {summary['failed_attempts']}, "
         f"dead {summary['dead']}, still pending {summary['pending']}"
         + (" (`enduro webhooks list` shows why)" if left else ""),
         file=sys.stderr,
     )
-    return 1 if left else 0
+    return (1 if left else 0), summary
 
 
-async def _list(backend: Backend, args: argparse.Namespace) -> int:
-    states = ("pending", "dead", "delivered") if args.all else ("pending", "dead")
-    endpoints = await outbox.endpoints(backend.db, args.thread_id)
-    rows = await outbox.deliveries(backend.db, thread_id=args.thread_id, states=states)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "endpoints": [
-                        {**dataclasses.asdict(e), "url": redact(e.url)} for e in endpoints
-                    ],
-                    "deliveries": [{**r, "url": redact(r["url"])} for r in rows],
-                },
-                default=str,
-            )
-        )
-        return 0
+def _print_backlog(backlog: WebhookBacklog, thread_id: str | None) -> None:
     now = time.time()
-    for e in endpoints:
-        signed = f"signed {e.secret_fingerprint}" if e.secret_fingerprint else "unsigned"
-        state = e.state + (f" ({e.disabled_reason})" if e.disabled_reason else "")
+    for e in backlog.endpoints:
+        signed = f"signed {e['secret_fingerprint']}" if e["secret_fingerprint"] else "unsigned"
+        state = e["state"] + (f" ({e['disabled_reason']})" if e["disabled_reason"] else "")
         print(
-            f"{e.thread_id}  {e.endpoint_id}  {redact(e.url)}  {state}  {signed}",
+            f"{e['thread_id']}  {e['endpoint_id']}  {e['url']}  {state}  {signed}",
             file=sys.stderr,
         )
-        for r in rows:
-            if (r["thread_id"], r["endpoint_id"]) != (e.thread_id, e.endpoint_id):
+        for r in backlog.deliveries:
+            if (r["thread_id"], r["endpoint_id"]) != (e["thread_id"], e["endpoint_id"]):
                 continue
             line = f"    seq {r['seq']:>5} {r['type']:<22} {r['state']:<9} attempts {r['attempts']}"
             if r["state"] == "pending" and r["attempts"]:
@@ -236,15 +230,16 @@ async def _list(backend: Backend, args: argparse.Namespace) -> int:
             if r["last_error"]:
                 line += f"  last: {r['last_error']}"
             print(line, file=sys.stderr)
-    if not endpoints:
+    if not backlog.endpoints:
         print(
-            "no webhook endpoints" + (f" for {args.thread_id}" if args.thread_id else ""),
+            "no webhook endpoints" + (f" for {thread_id}" if thread_id else ""),
             file=sys.stderr,
         )
-    return 0
 
 
 def _listen(args: argparse.Namespace) -> int:
+    from enduro.webhooks.listen import ProgressBoard, make_server
+
     secret = args.secret or os.environ.get("ENDURO_WEBHOOK_SECRET", "").strip() or None
     if secret is None and not args.no_verify:
         raise ConfigError(
