@@ -1,6 +1,7 @@
 """Who may talk to the dashboard: the bind rule, the token, the login cookie, the Host check.
 
-Engine-independent (the rules sit in front of storage), so these run on SQLite only.
+The rules sit in front of storage: the full token walk runs on both engines, the rest on
+SQLite.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def test_a_non_loopback_bind_without_a_token_refuses_to_start(
 
 
 def test_bound_beyond_loopback_every_request_needs_the_token(
-    llm: ScriptedLLM, tmp_path: Path
+    db_url: str, llm: ScriptedLLM, tmp_path: Path
 ) -> None:
     token = secrets.token_urlsafe(24)
-    db = str(tmp_path / "e.sqlite")
+    db = db_url
     [tid] = asyncio.run(seed(db, 1))
     env = {**cli_env(llm, tmp_path), "ENDURO_DASHBOARD_TOKEN": token}
     with Dashboard(db, env, "--host", "0.0.0.0") as dash:
@@ -103,6 +104,7 @@ def test_every_answer_has_a_csp_and_a_foreign_host_is_refused(
         Dashboard(str(tmp_path / "e.sqlite"), env) as dash,
         httpx.Client(base_url=dash.url) as client,
     ):
+        assert client.head("/").status_code == 200
         for path in ("/", "/threads/x", "/api/threads", "/static/thread.js"):
             r = client.get(path)
             csp = r.headers["content-security-policy"]

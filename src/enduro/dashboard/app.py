@@ -106,11 +106,11 @@ def _set_csrf(response: Response, request: Request, value: str | None = None) ->
 
 
 def _pages(app: FastAPI, access: Access) -> None:
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def threads_page(request: Request) -> Response:
         return _page(request, "threads.html")
 
-    @app.get("/threads/{thread_id}", include_in_schema=False)
+    @app.api_route("/threads/{thread_id}", methods=["GET", "HEAD"], include_in_schema=False)
     async def thread_page(request: Request, thread_id: str) -> Response:
         return _page(request, "thread.html")
 
