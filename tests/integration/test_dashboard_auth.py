@@ -29,6 +29,9 @@ def test_a_non_loopback_bind_without_a_token_refuses_to_start(
         assert "Traceback" not in done.stderr
     short = run_dashboard(db, {**env, "ENDURO_DASHBOARD_TOKEN": "short"}, "--host", "0.0.0.0")
     assert short.returncode == 2 and "at least 16" in short.stderr
+    down = run_dashboard("postgresql://postgres@127.0.0.1:1/x", env)
+    assert down.returncode == 2 and "cannot connect to PostgreSQL" in down.stderr
+    assert "dashboard on" not in down.stderr and "Traceback" not in down.stderr
     # 127.0.0.0/8 is loopback: no token needed there.
     with Dashboard(db, env, "--host", "127.0.0.2") as dash:
         assert dash.url.startswith("http://127.0.0.2:")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from enduro.checkpointing.backend import Backend
+from enduro.client import Client
 from enduro.dashboard import actions, source
 
 router = APIRouter(prefix="/api", tags=["threads"])
@@ -64,9 +65,13 @@ class ActionResult(BaseModel):
     )
 
 
+def _client(request: Request) -> Client:
+    client: Client = request.app.state.client
+    return client
+
+
 def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
+    return _client(request).backend
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -171,7 +176,7 @@ async def get_spend(request: Request, thread_id: str) -> Any:
 async def cancel(request: Request, thread_id: str) -> Any:
     """As `enduro cancel`: a running thread finishes gracefully at its next step."""
     try:
-        outcome = await source.cancel(_backend(request), thread_id)
+        outcome = await source.cancel(_client(request), thread_id)
     except source.NotFound:
         return _unknown(thread_id)
     except source.Conflict as exc:

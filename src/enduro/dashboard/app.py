@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from enduro.checkpointing.backend import Backend
+from enduro.client import Client
 from enduro.dashboard import api
 from enduro.dashboard.actions import Runs
 from enduro.dashboard.security import (
@@ -36,8 +36,8 @@ STATIC = resources.files("enduro.dashboard") / "static"
 POLL_SECONDS = 1.0
 
 
-def create_app(backend: Backend, access: Access, *, poll_seconds: float = POLL_SECONDS) -> Any:
-    """The ASGI app over an open backend: FastAPI wrapped in the security `Guard`.
+def create_app(client: Client, access: Access, *, poll_seconds: float = POLL_SECONDS) -> Any:
+    """The ASGI app over a connected `enduro.Client`: FastAPI wrapped in the security `Guard`.
 
     `poll_seconds`: how often a live stream looks for new events and status."""
 
@@ -59,7 +59,7 @@ def create_app(backend: Backend, access: Access, *, poll_seconds: float = POLL_S
         "POSTs without a token need the enduro_csrf cookie echoed in X-CSRF-Token.",
     )
     app.state.poll_seconds = poll_seconds
-    app.state.backend = backend
+    app.state.client = client
     app.state.runs = Runs()
     app.state.token_required = access.token is not None
     app.include_router(api.router)

@@ -77,32 +77,34 @@ def main(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(
+    banner = (
         f"enduro dashboard on http://{shown}:{port}/ (database {redact(settings.database_url)}"
-        f"{', token required' if access.token else ''})",
-        file=sys.stderr,
-        flush=True,
+        f"{', token required' if access.token else ''})"
     )
     try:
-        asyncio.run(_serve(settings.database_url, access, sock, args.log_level.lower()))
+        asyncio.run(_serve(settings.database_url, access, sock, args.log_level.lower(), banner))
     finally:
         sock.close()
     return 0
 
 
-async def _serve(database_url: str, access: Any, sock: socket.socket, log_level: str) -> None:
+async def _serve(
+    database_url: str, access: Any, sock: socket.socket, log_level: str, banner: str
+) -> None:
     import uvicorn
 
-    from enduro.checkpointing.backend import open_backend
     from enduro.checkpointing.threads import adopt_orphans
+    from enduro.client import Client
     from enduro.dashboard.app import create_app
 
     # Opened (and migrated) before serving: an unreachable database is exit 2 with a message.
-    async with open_backend(database_url) as backend:
+    async with Client(database_url) as client:
         # Threads started from `langgraph dev` get a row, as `enduro list` does.
-        await adopt_orphans(backend)
+        await adopt_orphans(client.backend)
+        # Printed once the database answers (tests and scripts wait for this line).
+        print(banner, file=sys.stderr, flush=True)
         config = uvicorn.Config(
-            create_app(backend, access),
+            create_app(client, access),
             log_level=log_level,
             access_log=False,
             timeout_graceful_shutdown=3,

@@ -1,9 +1,11 @@
 """Everything the dashboard reads from and does to the database, in one small module.
 
-The dashboard never builds a status by itself: it calls the same functions as `enduro
-status` (`build_status` over the thread row, the latest checkpoint and the ledger), so the
-page, the API and the CLI cannot disagree. When `enduro.Client` lands this module becomes
-a thin layer over it; nothing else in the package touches storage.
+The dashboard never builds a status by itself: it calls the same function as
+`enduro.Client.status` and `enduro status` (`build_status` over the thread row, the latest
+checkpoint and the ledger), so the page, the API and the CLI cannot disagree; it keeps the
+checkpoint's values at hand for what the contract leaves out (step summaries). Actions go
+through `enduro.Client` (cancel) or `enduro resume` (see `actions`). Nothing else in the
+package touches storage.
 
 Invariants:
 - lists are keyset-paginated on `(created_at, thread_id)`, newest first: a page costs the
@@ -26,8 +28,9 @@ from enduro.budgets.report import load_spend
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
+from enduro.client import Client
+from enduro.errors import UnknownThread
 from enduro.status import build_status, checkpoint_values
-from enduro.webhooks import cli as webhooks_cli
 
 # Stored statuses a filter on the shown (effective) status must look at: a `running` row
 # whose holder died shows as `paused` (crashed).
@@ -180,15 +183,13 @@ def cumulative(calls: list[dict[str, Any]], key: str) -> dict[str, list[list[flo
     return out
 
 
-async def cancel(backend: Backend, thread_id: str) -> str:
-    """As `enduro cancel`: a running thread finishes at its next step (`requested`); one no
-    process runs is marked cancelled at once (`cancelled`). Conflict when already over."""
-    status = await thread(backend, thread_id)
-    if status["status"] == "running":
-        await threads.request_cancel(backend.db, thread_id)
-        return "requested"
-    if status["status"] in ("completed", "cancelled"):
-        raise Conflict(f"thread {thread_id} is already {status['status']}")
-    await threads.release(backend.db, thread_id, "cancelled", "cancel")
-    await webhooks_cli.thread_cancelled(backend, thread_id)
-    return "cancelled"
+async def cancel(client: Client, thread_id: str) -> str:
+    """`enduro.Client.cancel`: a running thread finishes at its next step (`requested`);
+    one no process runs is marked cancelled at once (`cancelled`). Conflict when over."""
+    try:
+        result = await client.cancel(thread_id)
+    except UnknownThread as exc:
+        raise NotFound(thread_id) from exc
+    if result.action == "already_finished":
+        raise Conflict(f"thread {thread_id} is already {result.status.status}")
+    return result.action
