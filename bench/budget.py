@@ -50,10 +50,12 @@ from langchain_openai import ChatOpenAI
 
 from budgetkit import MODEL, billed_nusd, context, start
 from enduro.budgets.ledger import Ledger
+from enduro.budgets.metered import BudgetMiddleware
 from enduro.budgets.pricing import TokenCounts, override_price, to_nano
-from enduro.budgets.service import BudgetService, CallScope
+from enduro.budgets.service import BudgetService
 from enduro.checkpointing.backend import open_backend
 from enduro.errors import BudgetStop
+from enduro.model_call import CallScope
 from enduro.nodes.llm import invoke_model
 from enduro.runner import advance_thread
 from fakellm import ScriptedLLM
@@ -209,7 +211,8 @@ async def run_enduro_parallel(llm: ScriptedLLM, db: str, w: Workload, texts: lis
     )
     ctx = context(w.price, max_usd=w.max_usd, max_output_tokens=w.max_output_tokens)
     async with open_backend(db) as backend:
-        scope = CallScope(BudgetService(Ledger(backend.db)), ctx, f"b-{uuid.uuid4().hex}", "act")
+        budget = BudgetMiddleware(BudgetService(Ledger(backend.db)))
+        scope = CallScope([budget], ctx, f"b-{uuid.uuid4().hex}", "act")
 
         async def worker(offset: int) -> None:
             for i in range(offset, MAX_LOOP_CALLS, PARALLEL):

@@ -22,6 +22,7 @@ from enduro.budgets.node import metered_node
 from enduro.budgets.pricing import load_catalog
 from enduro.budgets.service import BudgetService
 from enduro.context import EnduroContext
+from enduro.model_call import ModelCallMiddleware
 from enduro.models import ModelSource
 from enduro.nodes.act import make_act_node
 from enduro.nodes.finish import make_finish_node
@@ -65,6 +66,7 @@ def build_graph(
     cancel_requested: CancelCheck | None = None,
     events: BaseCallbackHandler | None = None,
     ledger: Ledger | None = None,
+    middleware: Sequence[ModelCallMiddleware] = (),
 ) -> CompiledStateGraph[AgentState, EnduroContext, AgentState, AgentState]:
     """Build the enduro graph.
 
@@ -77,6 +79,8 @@ def build_graph(
         the graph runs, `langgraph dev` included.
     ledger: the spend ledger (and run clock) on the run's database; None opens one lazily
         from ENDURO_DATABASE_URL on first use (how `langgraph dev` runs the graph).
+    middleware: wrappers of every model call (`awrap_model_call(request, handler)`, see
+        `enduro.model_call`), outermost first; enduro's budget always runs inside them.
     """
     if model is None:
         factory = openai_model_factory()
@@ -90,6 +94,7 @@ def build_graph(
         tools=list(default_tools() if tools is None else tools),
         cancel_requested=cancel_requested or _never_cancelled,
         budget=BudgetService(ledger),
+        middleware=list(middleware),
     )
 
     def timed(node: Any) -> Any:

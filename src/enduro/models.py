@@ -54,6 +54,15 @@ class LoopBoundModel(ConfigError):
     """The model holds an async HTTP client that a call already used on another event loop."""
 
 
+def model_name_of(model: BaseChatModel, default: str) -> str:
+    """The model name a chat model sends (`model_name` or `model`), else `default`."""
+    for attr in ("model_name", "model"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return default
+
+
 def register_loop_binder(cls: type[M], binder: LoopBinder[M]) -> None:
     """Teach enduro to give models of `cls` (and its subclasses) fresh clients per loop.
 

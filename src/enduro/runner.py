@@ -23,7 +23,6 @@ from typing_extensions import TypedDict, Unpack
 from enduro.budgets.config import check_budget_config
 from enduro.budgets.ledger import Ledger
 from enduro.budgets.limits import deadline_epoch, time_left
-from enduro.budgets.seam import model_name_of
 from enduro.checkpointing import threads
 from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.db import Database
@@ -39,7 +38,8 @@ from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
 from enduro.graph import build_graph
 from enduro.log import current_thread_id
-from enduro.models import ModelSource, check_loop
+from enduro.model_call import ModelCallMiddleware
+from enduro.models import ModelSource, check_loop, model_name_of
 from enduro.state import AgentState
 from enduro.webhooks.session import WebhookSession, open_segment
 
@@ -109,6 +109,7 @@ class RunFields(TypedDict, total=False):
     on_update: Update | None
     keep_checkpoints: int
     webhooks: WebhookSession | None
+    middleware: Sequence[ModelCallMiddleware]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +135,9 @@ class RunOptions:
     """Checkpoints kept per thread; older ones are pruned while the run goes."""
     webhooks: WebhookSession | None = None
     """The caller's webhook session; None configures one from the environment."""
+    middleware: Sequence[ModelCallMiddleware] = ()
+    """Wrappers of every model call (`enduro.model_call`), outermost first; the budget
+    always runs inside them."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.overrides, ContextOverrides):
@@ -240,6 +244,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
             cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
             events=events.handler,
             ledger=Ledger(db),
+            middleware=run.middleware,
         )
         config = run_config(thread_id, segment)
         snapshot = await graph.aget_state(config)

@@ -149,10 +149,10 @@ async def _check(db_url: str, tid: str, llm: ScriptedLLM, knobs: dict[str, Any])
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    import enduro.budgets.seam as seam
+    import enduro.budgets.metered as metered
     import enduro.graph as graph_module
 
-    monkeypatch.setattr(seam, "BACKOFF", seam.Backoff(initial=0.01, max_delay=0.05))
+    monkeypatch.setattr(metered, "BACKOFF", metered.Backoff(initial=0.01, max_delay=0.05))
     fast = graph_module.MODEL_RETRY._replace(initial_interval=0.01, jitter=False)
     monkeypatch.setattr(graph_module, "MODEL_RETRY", fast)
 

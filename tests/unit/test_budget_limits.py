@@ -16,7 +16,8 @@ from enduro.budgets.limits import (
     time_left,
     usd_cap_nano,
 )
-from enduro.budgets.seam import BACKOFF, classify
+from enduro.budgets.metered import BACKOFF
+from enduro.budgets.provider_errors import classify
 from enduro.errors import ConfigError
 
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

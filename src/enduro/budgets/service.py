@@ -141,20 +141,3 @@ class Assessment:
     reserve_usd: float
     next_call_usd: float
     seconds_to_deadline: float | None
-
-
-@dataclass(frozen=True)
-class CallScope:
-    """Who is calling the model: what the seam needs to reserve, time out and record."""
-
-    budget: BudgetService
-    context: EnduroContext
-    thread_id: str
-    node: str
-    final: bool = False
-    """finish's summarising call: may use the finalization reserve, and may shrink its
-    max_tokens to what is left."""
-
-    @property
-    def reserve_usd(self) -> float:
-        return final_reserve_usd(self.context.max_usd, self.context.final_reserve_usd)

@@ -9,9 +9,9 @@ from langgraph.runtime import Runtime
 
 from enduro.budgets import decide
 from enduro.budgets.decision import carried_warnings, snapshot
-from enduro.budgets.seam import model_name_of
 from enduro.context import EnduroContext
 from enduro.errors import StopReason
+from enduro.models import model_name_of
 from enduro.nodes.plan import has_open_steps
 from enduro.nodes.services import Services, context_of, thread_id_of
 from enduro.state import AgentState, RunStatus

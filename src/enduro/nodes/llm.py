@@ -1,7 +1,8 @@
 """Model access for the nodes: building the chat model and calling it.
 
-Every model call goes through `invoke_model` / `invoke_structured`, the one seam where
-budgets reserve and settle spend and where usage is counted.
+Every model call of a node goes through `invoke_model` / `invoke_structured`, which send a
+`ModelRequest` through the graph's middleware chain (`enduro.model_call`; the budget is one
+middleware) and turn the response into the node's usage counters.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
-from enduro.budgets.seam import metered_call
-from enduro.budgets.service import CallScope
 from enduro.context import EnduroContext
-from enduro.models import ModelFactory, note_used
+from enduro.model_call import CallScope, ModelRequest, ModelResponse, call_chat_model
+from enduro.models import ModelFactory
 from enduro.settings import Settings
 from enduro.state import Usage
 
@@ -45,13 +44,12 @@ def openai_model_factory(settings: Settings | None = None) -> ModelFactory:
             # Local OpenAI-compatible servers accept any key; the client insists on one.
             api_key=s.api_key or "not-needed",  # type: ignore[arg-type]
             max_tokens=context.max_output_tokens,  # type: ignore[call-arg]
-            # None: every retry happens in the budget seam, where it is visible, counted in
-            # the ledger and honours Retry-After however long.
+            # None: every retry happens in the budget middleware, where it is visible,
+            # counted in the ledger and honours Retry-After however long.
             max_retries=0,
             # An (unhashable) Timeout object makes langchain-openai build a client for this
-            # model instead of reusing its process-wide cached one: that one is bound to the
-            # first event loop, and a worker calling advance_thread under a new loop would
-            # get "Event loop is closed" from it.
+            # model instead of reusing its process-wide cached one, which is bound to the
+            # first event loop (enduro.models rebinds every model per loop as well).
             timeout=openai.Timeout(600.0),
             stream_usage=True,
         )
@@ -79,24 +77,20 @@ async def invoke_model(
     config: Any = None,
     scope: CallScope | None = None,
 ) -> tuple[AIMessage, Usage]:
-    """Call the model; with a scope, within the thread's budget (reserve, call, settle)."""
+    """Call the model, through the scope's middleware (the budget) when given.
 
-    async def call(chosen: BaseChatModel) -> tuple[Any, AIMessage | None]:
-        runnable: Any = chosen.bind_tools(list(tools)) if tools else chosen
-        answer = await runnable.ainvoke(list(messages), config=config)
-        note_used(chosen)
-        return answer, answer if isinstance(answer, AIMessage) else None
+    Returns:
+        The answer and the state's usage counters for it.
 
-    if scope is None:
-        answer, _ = await call(model)
-        usd = 0.0
-    else:
-        schemas = [convert_to_openai_tool(t) for t in tools]
-        metered = await metered_call(scope, model, messages, schemas, call)
-        answer, usd = metered.result, metered.usd
+    Raises:
+        MalformedAnswer: the model returned something other than an AIMessage.
+        RunStop: the budget middleware stops the run (a limit, a provider refusal).
+    """
+    response = await _call(model, messages, scope, tools=tools, config=config)
+    answer = response.result[-1] if response.result else None
     if not isinstance(answer, AIMessage):
         raise MalformedAnswer(f"model returned {type(answer).__name__}, expected an AIMessage")
-    return answer, usage_of(answer, usd)
+    return answer, usage_of(answer, response.usd)
 
 
 async def invoke_structured(
@@ -107,26 +101,30 @@ async def invoke_structured(
     config: Any = None,
     scope: CallScope | None = None,
 ) -> tuple[T, Usage]:
-    """Structured output by function calling; metered like `invoke_model`."""
+    """Structured output by function calling; through the middleware like `invoke_model`.
 
-    async def call(chosen: BaseChatModel) -> tuple[Any, AIMessage | None]:
-        runnable = chosen.with_structured_output(
-            schema, method="function_calling", include_raw=True
-        )
-        out: Any = await runnable.ainvoke(list(messages), config=config)
-        note_used(chosen)
-        raw = out.get("raw")
-        return out, raw if isinstance(raw, AIMessage) else None
-
-    if scope is None:
-        out, raw = await call(model)
-        usd = 0.0
-    else:
-        metered = await metered_call(scope, model, messages, [convert_to_openai_tool(schema)], call)
-        out, raw, usd = metered.result, metered.raw, metered.usd
-    usage = usage_of(raw, usd) if raw is not None else {"llm_calls": 1, "usd": usd}
-    parsed = out.get("parsed")
+    Raises:
+        MalformedAnswer: the answer does not parse as `schema` (the node is retried).
+        RunStop: the budget middleware stops the run.
+    """
+    response = await _call(model, messages, scope, response_format=schema, config=config)
+    raw = response.message
+    usage = (
+        usage_of(raw, response.usd) if raw is not None else {"llm_calls": 1, "usd": response.usd}
+    )
+    parsed = response.structured_response
     if not isinstance(parsed, schema):
-        error = out.get("parsing_error") or "no tool call in the answer"
+        error = response.parsing_error or "no tool call in the answer"
         raise MalformedAnswer(f"model answer is not a valid {schema.__name__}: {error}")
     return parsed, usage
+
+
+async def _call(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    scope: CallScope | None,
+    **fields: Any,
+) -> ModelResponse:
+    if scope is None:
+        return await call_chat_model(ModelRequest(model=model, messages=messages, **fields))
+    return await scope.call(scope.request(model, messages, **fields))

@@ -14,9 +14,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 
-from enduro.budgets.service import BudgetService, CallScope
+from enduro.budgets.metered import BudgetMiddleware
+from enduro.budgets.service import BudgetService
 from enduro.budgets.tokens import with_output_cap
 from enduro.context import EnduroContext
+from enduro.model_call import CallScope, ModelCallMiddleware
 from enduro.models import ModelFactory, bind_to_loop
 
 CancelCheck = Callable[[str], Awaitable[bool]]
@@ -32,6 +34,9 @@ class Services:
     tools: Sequence[BaseTool]
     cancel_requested: CancelCheck = _never_cancelled
     budget: BudgetService = field(default_factory=BudgetService)
+    middleware: Sequence[ModelCallMiddleware] = ()
+    """The caller's model-call middleware, outermost first; the budget always runs inside
+    them, next to the model, so every attempt they make is reserved and settled."""
     # Per event loop (weakly, so a closed loop's models go with it): HTTP clients are bound
     # to the loop that opened their connections (see enduro.models).
     _models: weakref.WeakKeyDictionary[
@@ -59,8 +64,10 @@ class Services:
     def scope(
         self, context: EnduroContext, config: RunnableConfig, node: str, *, final: bool = False
     ) -> CallScope:
-        """What the budget seam needs to meter a model call made by `node`."""
-        return CallScope(self.budget, context, thread_id_of(config), node, final=final)
+        """Who makes a model call (`node` of this thread) and the middleware it goes through:
+        the caller's (`middleware`), then the budget."""
+        chain = [*self.middleware, BudgetMiddleware(self.budget)]
+        return CallScope(chain, context, thread_id_of(config), node, final=final)
 
 
 def context_of(runtime: Any) -> EnduroContext:
