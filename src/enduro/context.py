@@ -155,6 +155,11 @@ class ContextOverrides:
     """Limits (names from `LIMIT_KEYS`) to remove."""
 
     def __post_init__(self) -> None:
+        """Check `unset`.
+
+        Raises:
+            ConfigError: `unset` names something that is not a limit.
+        """
         bad = [name for name in self.unset if name not in LIMIT_KEYS]
         if bad:
             raise ConfigError(

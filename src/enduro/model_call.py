@@ -1,6 +1,7 @@
-"""The one seam every model call of the graph goes through, shaped like LangChain v1's agent
-middleware: a `ModelRequest` goes through a chain of `awrap_model_call(request, handler)`
-wrappers; the innermost handler calls the chat model and returns a `ModelResponse`.
+"""The one seam every model call of the graph goes through, shaped like LangChain v1's middleware.
+
+A `ModelRequest` goes through a chain of `awrap_model_call(request, handler)` wrappers; the
+innermost handler calls the chat model and returns a `ModelResponse`.
 
 A middleware may change the request (`request.override(...)`), call `handler` once, several
 times (retries) or not at all (a refused budget), and change the response. The first
@@ -106,8 +107,10 @@ class ModelCallMiddleware(Protocol):
 
 @dataclass(frozen=True)
 class CallScope:
-    """Who makes a call and through which middleware: what a node hands to
-    `invoke_model` / `invoke_structured` (built by `Services.scope`)."""
+    """Who makes a call and through which middleware.
+
+    What a node hands to `invoke_model` / `invoke_structured` (built by `Services.scope`).
+    """
 
     middleware: Sequence[ModelCallMiddleware]
     """The chain every call of the graph goes through, outermost first."""

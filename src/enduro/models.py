@@ -1,5 +1,7 @@
-"""Chat models across event loops: what a caller may pass as the model, and how enduro keeps
-it usable when one process runs jobs under successive event loops.
+"""Chat models across event loops.
+
+What a caller may pass as the model, and how enduro keeps it usable when one process runs
+jobs under successive event loops.
 
 Invariant: a model call made on event loop L touches only async HTTP clients that were
 created on L or never used before. Such clients (httpx's, httpx2's, aiohttp's sessions)
@@ -90,8 +92,13 @@ def bind_to_loop(model: M) -> M:
 
 
 def check_loop(model: BaseChatModel) -> None:
-    """Refuse a model that would fail on this loop (see `bind_to_loop`); a model of a class
-    with a registered binder always passes, since it is rebound."""
+    """Refuse a model that would fail on this loop (see `bind_to_loop`).
+
+    A model of a class with a registered binder always passes, since it is rebound.
+
+    Raises:
+        LoopBoundModel: the model reaches a client used on another event loop.
+    """
     if _binder_for(type(model)) is None:
         _refuse_if_used_elsewhere(model)
 
@@ -148,8 +155,10 @@ def _loop_bound_types() -> tuple[type[Any], ...]:
 
 
 def _clients(model: BaseChatModel) -> Iterator[tuple[str, Any]]:
-    """Async HTTP clients reachable from `model`'s attributes (breadth first, bounded), with
-    the attribute path that reaches each, e.g. `.root_async_client._client`."""
+    """Async HTTP clients reachable from `model`'s attributes, breadth first and bounded.
+
+    Each with the attribute path that reaches it, e.g. `.root_async_client._client`.
+    """
     kinds = _loop_bound_types()
     seen: set[int] = set()
     queue: list[tuple[str, Any, int]] = [("", model, 0)]
@@ -192,7 +201,8 @@ def _bind_openai(model: Any) -> Any:
 
     Built from the fields the caller set, so its settings carry over. A caller's own
     `http_async_client` is kept (it may carry proxies or certificates) and checked like any
-    other model's client."""
+    other model's client.
+    """
     import openai
 
     if model.http_async_client is not None and not model.openai_proxy:

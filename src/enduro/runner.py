@@ -140,6 +140,11 @@ class RunOptions:
     always runs inside them."""
 
     def __post_init__(self) -> None:
+        """Check the fields.
+
+        Raises:
+            ConfigError: unknown override names, or `keep_checkpoints` below 1.
+        """
         if not isinstance(self.overrides, ContextOverrides):
             # Callers of the dict-based API (and JSON job payloads) keep working, checked.
             overrides = ContextOverrides.from_mapping(self.overrides)

@@ -72,8 +72,10 @@ class Backoff:
     transient_attempts: int = 6
 
     def delay(self, failures: int) -> float:
-        """Seconds to wait after `failures` failed attempts: exponential, full-jittered
-        between half and all of it."""
+        """Seconds to wait after `failures` failed attempts.
+
+        Exponential, jittered between half and all of it.
+        """
         base = min(self.max_delay, self.initial * self.factor ** max(0, failures - 1))
         return base * random.uniform(0.5, 1.0)
 
@@ -101,9 +103,7 @@ class BudgetMiddleware:
     """Reserve, call, settle and retry every model call within the thread's limits."""
 
     def __init__(self, budget: BudgetService) -> None:
-        """Args:
-        budget: the graph's ledger, run clock and time limits.
-        """
+        """Meter calls against `budget`: the graph's ledger, run clock and time limits."""
         self.budget = budget
 
     async def awrap_model_call(self, request: ModelRequest, handler: ModelHandler) -> ModelResponse:
@@ -244,8 +244,11 @@ class BudgetMiddleware:
 async def _use_held(
     plan: _Plan, held: HeldAnswer, ledger: Ledger, handler: ModelHandler
 ) -> ModelResponse:
-    """The answer this request got while the database was unreachable (`budgets.spool`):
-    parsed as the provider's answer would be, and settled now on its original reservation."""
+    """Use the answer this request got while the database was unreachable.
+
+    The held answer (`budgets.spool`) is parsed as the provider's answer would be, and
+    settled now on its original reservation.
+    """
     log.info("using the answer to call %s kept while the database was away", held.call_id)
     response = await handler(plan.request.override(model=ReplayModel(message=held.message)))
     reservation = Reservation(ledger, held.call_id, held.worst_nano, plan.price)
@@ -274,8 +277,10 @@ async def _failed(reservation: Reservation, exc: Exception, thread_id: str) -> F
 async def _fit_output(
     request: ModelRequest, ledger: Ledger, price: Price, in_bound: int, out: int
 ) -> tuple[BaseChatModel, int]:
-    """finish only: lower max_tokens until the summary fits in the money left, so a run
-    stopped by max_usd still gets a written summary when its reserve is small."""
+    """For finish only: lower max_tokens until the summary fits in the money left.
+
+    So a run stopped by max_usd still gets a written summary when its reserve is small.
+    """
     model, context = request.model, request.context
     reserve = final_reserve_usd(context.max_usd, context.final_reserve_usd)
     cap = usd_cap_nano(context.max_usd, reserve, final=True)

@@ -75,8 +75,10 @@ def describe(exc: BaseException) -> str:
 
 
 def classify_transport(exc: BaseException, thread_id: str) -> Failure | None:
-    """Connection resets, timeouts and cut streams of httpx or httpx2: transient, and
-    possibly billed (the answer may have been generated before the cut)."""
+    """Classify httpx / httpx2 connection resets, timeouts and cut streams.
+
+    Transient, and possibly billed (the answer may have been generated before the cut).
+    """
     kinds = tuple(
         kind
         for kind in (

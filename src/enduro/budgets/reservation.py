@@ -1,5 +1,7 @@
-"""A model call's life in the ledger: reserved at its worst case before the call, then
-settled to the reported usage, kept charged (lost) or released (refused).
+"""A model call's life in the ledger.
+
+Reserved at its worst case before the call, then settled to the reported usage, kept
+charged (lost) or released (refused).
 
 The worst case is the price of upper bounds of the call's input and output tokens
 (`enduro.budgets.tokens`), so a reservation the ledger accepts can never be exceeded by what
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 class Reservation:
     """One model call's ledger row, reserved until the call ends.
 
-    Made by `reserve_call`; ended by exactly one of `settle` or `fail`."""
+    Made by `reserve_call`; ended by exactly one of `settle` or `fail`.
+    """
 
     ledger: Ledger
     call_id: str
@@ -37,7 +40,8 @@ class Reservation:
         """Charge the usage the provider reported on `message`; returns nano-dollars charged.
 
         With no usage reported the provider billed something enduro cannot see, so the row
-        stays charged at its reservation."""
+        stays charged at its reservation.
+        """
         counts = token_counts(message) if message is not None else None
         if counts is None:
             await self.ledger.mark_lost(self.call_id, "no usage reported")
@@ -54,8 +58,11 @@ class Reservation:
         return usd_nano
 
     async def fail(self, detail: str, *, billed: bool) -> None:
-        """The call failed: keep it charged when the provider may have billed it (timeout,
-        cut stream, 5xx, an unknown error), else release it to zero (a refusal)."""
+        """End a failed call's reservation.
+
+        Kept charged when the provider may have billed it (timeout, cut stream, 5xx, an
+        unknown error), else released to zero (a refusal).
+        """
         if billed:
             await self.ledger.mark_lost(self.call_id, detail)
         else:
