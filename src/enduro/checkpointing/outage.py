@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import random
 import sqlite3
@@ -131,7 +132,7 @@ def outage_seconds_from_env(default: float = DEFAULT_OUTAGE_SECONDS) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{OUTAGE_ENV}={raw!r} is not a number of seconds >= 0, e.g. 60")
     return value
 
