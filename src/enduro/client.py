@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -210,6 +211,7 @@ class Client:
         self.outage = outage
         self._backend: Backend | None = None
         self._opened: AbstractAsyncContextManager[Backend] | None = None
+        self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def __repr__(self) -> str:
         return f"Client({redact(self.database_url)!r})"
@@ -227,33 +229,58 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
-        """Open the database (and create or upgrade enduro's tables). Idempotent."""
-        if self._backend is None:
-            opened = self._open()
-            self._backend = await opened.__aenter__()
-            self._opened = opened
+        """Open the database (and create or upgrade enduro's tables). Idempotent.
+
+        The connection belongs to the running event loop (a pool's connections cannot be
+        used from another); a call made later under another loop (a worker's
+        `asyncio.run` per job) connects again there.
+        """
+        if self._backend is not None and self._on_this_loop():
+            return
+        # A connection of another loop is unusable here, and that loop closed it (asyncio.run
+        # finalizes open async generators) or owns it: forget it, never touch it from here.
+        self._backend = self._opened = self._loop = None
+        opened = self._open()
+        self._backend = await opened.__aenter__()
+        self._opened = opened
+        self._loop = weakref.ref(asyncio.get_running_loop())
 
     async def close(self) -> None:
         """Close the database. Idempotent; the client can `connect` again."""
-        opened, self._opened, self._backend = self._opened, None, None
-        if opened is not None:
+        opened, mine = self._opened, self._on_this_loop()
+        self._opened, self._backend, self._loop = None, None, None
+        if opened is not None and mine:
             await opened.__aexit__(None, None, None)
+
+    def _on_this_loop(self) -> bool:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return self._loop is not None and self._loop() is running
 
     @property
     def backend(self) -> Backend:
         """The open database (checkpoint saver and enduro's tables).
 
         Raises:
-            RuntimeError: the client is not connected (use it as an async context manager,
-                or call `connect` first).
+            RuntimeError: the client is not connected in the running event loop (use it as
+                an async context manager, or call `connect` first).
         """
         if self._backend is None:
             raise RuntimeError("Client is not connected: use `async with Client(url)`")
+        if not self._on_this_loop():
+            raise RuntimeError(
+                "Client was connected under another event loop, whose connections cannot be "
+                "used here: `await client.connect()` in this loop first"
+            )
         return self._backend
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[Backend]:
         if self._backend is not None:
+            await self.connect()  # again, if it was made under another event loop
+            assert self._backend is not None
             yield self._backend
             return
         async with self._open() as backend:

@@ -162,3 +162,18 @@ def test_a_registered_binder_makes_another_providers_instance_work(
     register_loop_binder(Rebindable, rebind)
     model = Rebindable(base_url=llm_env.base_url, client=httpx.AsyncClient())
     assert _jobs(db_url, model) == ["completed"] * 3
+
+
+def test_a_client_connected_in_one_loop_serves_jobs_in_others(
+    db_url: str, llm_env: ScriptedLLM
+) -> None:
+    from enduro.client import Client
+
+    client = Client(db_url)
+    asyncio.run(client.connect())  # e.g. at worker start-up, in a loop of its own
+    try:
+        outcomes = [asyncio.run(client.run("g")).status for _ in range(3)]
+        assert outcomes == ["completed"] * 3
+        assert [t.status for t in client.list_sync()] == ["completed"] * 3
+    finally:
+        asyncio.run(client.close())
