@@ -131,6 +131,12 @@ class _Answer:
     tool_name: str | None = None
     arguments: str | None = None
     call_id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+    more_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    """Further parallel tool calls of the same answer: (call id, name, arguments)."""
+
+    def calls(self) -> list[tuple[str, str, str]]:
+        first = [(self.call_id, self.tool_name, self.arguments or "")] if self.tool_name else []
+        return first + self.more_calls
 
     @property
     def finish_reason(self) -> str:
@@ -140,11 +146,8 @@ class _Answer:
         msg: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": None}
         if self.tool_name:
             msg["tool_calls"] = [
-                {
-                    "id": self.call_id,
-                    "type": "function",
-                    "function": {"name": self.tool_name, "arguments": self.arguments or ""},
-                }
+                {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                for cid, name, args in self.calls()
             ]
         return msg
 
@@ -395,6 +398,9 @@ class ScriptedLLM:
       then ``"done"``;
     * act    -> with ``tool_use`` and no ``role: tool`` message yet: tool call ``write_file``
       ``{"path": "notes/<id>.md", "content": "notes for <title>"}``; else ``"Result of <title>"``;
+      ``act_script[step_id]`` (or ``act_script["*"]``) overrides this: round N of a step (N
+      tool-calling answers already in its working messages) answers with the N-th batch of
+      parallel tool calls ``[(name, args), ...]``, and with text past the script;
     * final  -> ``"Final report: ..."``.
 
     ``requests`` records every chat request; ``count()`` / ``billed_tokens()`` only consider
@@ -411,6 +417,7 @@ class ScriptedLLM:
         latency: float = 0.0,
         usage_fn: UsageFn | None = None,
         verdicts: dict[str, list[Any]] | None = None,
+        act_script: dict[str, list[list[tuple[str, dict[str, Any]]]]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -419,6 +426,8 @@ class ScriptedLLM:
         self.latency = latency
         self.usage_fn = usage_fn
         self.verdicts: dict[str, list[Any]] = {k: list(v) for k, v in (verdicts or {}).items()}
+        self.act_script: dict[str, list[list[tuple[str, dict[str, Any]]]]] = dict(act_script or {})
+        self._act_script_config = dict(self.act_script)
         self._config = (list(self.steps), tool_use, latency, usage_fn, dict(self.verdicts))
         self.host = host
         self.port = port
@@ -509,6 +518,7 @@ class ScriptedLLM:
             self.latency = latency
             self.usage_fn = usage_fn
             self.verdicts = {k: list(v) for k, v in verdicts.items()}
+            self.act_script = dict(self._act_script_config)
 
     def count(self, kind: str | None = None, step_id: str | None = None) -> int:
         """Successful answers, optionally filtered by kind and step id."""
@@ -608,6 +618,19 @@ class ScriptedLLM:
         if kind == "act":
             if malformed:
                 return _Answer(tool_name="write_file", arguments='{"path": "notes/')
+            scripted_calls = self._scripted_calls(step_id, messages)
+            if scripted_calls is not None:
+                if not scripted_calls:
+                    return _Answer(content=f"Result of {title}")
+                (first_name, first_args), rest = scripted_calls[0], scripted_calls[1:]
+                return _Answer(
+                    tool_name=first_name,
+                    arguments=json.dumps(first_args),
+                    more_calls=[
+                        (f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(args))
+                        for name, args in rest
+                    ],
+                )
             has_tool_result = any(isinstance(m, dict) and m.get("role") == "tool" for m in messages)
             if self.tool_use and not has_tool_result:
                 args = {"path": f"notes/{step_id or 'step'}.md", "content": f"notes for {title}"}
@@ -617,6 +640,33 @@ class ScriptedLLM:
         if malformed:
             return _Answer(content="")
         return _Answer(content=f"Final report: completed {len(self.steps)} planned steps.")
+
+    def _scripted_calls(
+        self, step_id: str | None, messages: list[Any]
+    ) -> list[tuple[str, dict[str, Any]]] | None:
+        """The batch of tool calls ``act_script`` gives this act request (by step id, or
+        ``"*"`` for every step; the round is how many tool-calling answers the request's
+        working messages already hold), ``[]`` past the script, None when unscripted."""
+        script = self.act_script.get(step_id or "", self.act_script.get("*"))
+        if script is None:
+            return None
+        rounds = sum(
+            1
+            for m in messages
+            if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls")
+        )
+        return list(script[rounds]) if rounds < len(script) else []
+
+    def tool_results(self, step_id: str | None = None) -> list[dict[str, Any]]:
+        """The ``role: tool`` messages of the latest act request (of ``step_id``): what the
+        model was told its calls returned."""
+        with self._lock:
+            acts = [r for r in self.requests if r.kind == "act" and r.ok]
+        if step_id is not None:
+            acts = [r for r in acts if r.step_id == step_id]
+        if not acts:
+            return []
+        return [m for m in acts[-1].messages if isinstance(m, dict) and m.get("role") == "tool"]
 
     def _sleep(self, seconds: float) -> bool:
         """Interruptible sleep; False if the server is stopping."""
@@ -745,22 +795,25 @@ class ScriptedLLM:
             return out
 
         if answer.tool_name:
-            yield chunk(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "index": 0,
-                            "id": answer.call_id,
-                            "type": "function",
-                            "function": {"name": answer.tool_name, "arguments": ""},
-                        }
-                    ],
-                }
-            )
-            for piece in _split(answer.arguments or ""):
-                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            for index, (call_id, name, arguments) in enumerate(answer.calls()):
+                yield chunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ],
+                    }
+                )
+                for piece in _split(arguments):
+                    yield chunk(
+                        {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                    )
         else:
             yield chunk({"role": "assistant", "content": "", "refusal": None})
             for piece in _split(answer.content or ""):

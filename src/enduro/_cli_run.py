@@ -1,5 +1,6 @@
-"""`enduro run` and `enduro resume`: the CLI's one heavy path (it builds the graph), kept
-out of `enduro.cli` so that the read-only commands never import it.
+"""`enduro run`, `enduro resume` and the answers that resume a waiting thread (`approve`,
+`reject`, `answer`): the CLI's one heavy path (it builds the graph), kept out of
+`enduro.cli` so that the read-only commands never import it.
 
 Phases and signals (see `enduro._signals`):
 1. starting (configuration, database, the thread row): a signal asks the run to drain, so
@@ -19,6 +20,7 @@ import contextlib
 import sys
 from typing import Any
 
+from langchain_core.tools import BaseTool
 from langgraph.runtime import RunControl
 
 from enduro._signals import SignalGate
@@ -28,9 +30,10 @@ from enduro.checkpointing.outage import OutagePolicy
 from enduro.client import Client, ThreadStatus
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import DatabaseUnreachable, StopReason
+from enduro.hitl import cli as hitl_cli
 from enduro.nodes.llm import openai_model_factory
 from enduro.progress import Progress
-from enduro.runner import Outcome, RunOptions
+from enduro.runner import Outcome, RunOptions, run_tools
 from enduro.settings import Settings
 from enduro.status import offline_status
 from enduro.webhooks import cli as webhooks_cli
@@ -65,11 +68,14 @@ async def run_or_resume(
     control = RunControl()
     main_task = asyncio.current_task()
     gate.on_signal(lambda count: _before_run(count, control, progress, main_task))
+    tools: list[BaseTool] | None = None
     if args.command == "run":
         context = EnduroContext(model=settings.model, workspace=settings.workspace)
         context = context.with_overrides(overrides)
-        # Before the database is touched: e.g. --max-usd on a model with no known price.
+        # Before the database is touched: e.g. --max-usd on a model with no known price,
+        # or an MCP server that does not start.
         check_budget_config(context)
+        tools, context = await run_tools(context)
     async with Client(settings.database_url, outage=outage) as client:
         if args.command == "run":
             created = await client.create(args.goal, context=context, thread_id=args.thread_id)
@@ -77,6 +83,7 @@ async def run_or_resume(
             progress.say(f"thread {thread_id}")
         else:
             thread_id = args.thread_id
+        answers = await _answers(client, args)
         webhooks = WebhookSession(client.backend.db, hooks)
         options = RunOptions(
             overrides=overrides,
@@ -85,6 +92,8 @@ async def run_or_resume(
             on_update=progress.update,
             keep_checkpoints=args.keep_checkpoints,
             webhooks=webhooks,
+            tools=tools,
+            answers=answers,
         )
         known: threads.ThreadRow | None = None
         try:
@@ -96,7 +105,7 @@ async def run_or_resume(
         await _teardown(webhooks, thread_id, gate, progress)
         status = await _final_status(client, known, outcome)
     _explain(outcome, progress, thread_id)
-    if not args.json and outcome.status != "paused":
+    if not args.json and outcome.status not in ("paused", "waiting"):
         progress.say(status.report or "")
     return outcome.exit_code, status
 
@@ -185,8 +194,19 @@ async def _teardown(
         await webhooks.close(flush=False)
 
 
+async def _answers(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """The resume map of `approve` / `reject` / `answer` (empty for run and resume)."""
+    if args.command not in hitl_cli.ANSWER_COMMANDS:
+        return {}
+    pending = list(await client.interrupts(args.thread_id))
+    item = hitl_cli.choose(args.thread_id, pending, args.interrupt_id, args.command)
+    return {item.id: hitl_cli.answer_of(args)}
+
+
 def _explain(outcome: Outcome, progress: Progress, thread_id: str) -> None:
-    if outcome.status == "paused":
+    if outcome.status == "waiting":
+        progress.say(hitl_cli.waiting_help(thread_id, list(outcome.interrupts)))
+    elif outcome.status == "paused":
         progress.say(f"paused; resume with: enduro resume {thread_id}")
     elif outcome.status == "failed":
         progress.say(f"failed: {outcome.stop_reason}\nresume with: enduro resume {thread_id}")

@@ -4,7 +4,7 @@ Human output goes to stderr. With `--json`, every outcome prints exactly one JSO
 stdout: the thread's status object when a thread exists (a list for `list`), otherwise
 `{"error": {"code", "message"}}` with the message also written to stderr. Exit codes:
 0 completed, 1 failed, 2 usage or configuration error, 3 budget limit, 4 paused
-(resumable), 5 cancelled.
+(resumable), 5 cancelled, 6 waiting for a person.
 
 Invariant: the read-only commands (`status`, `list`, `report`, `cancel`, `webhooks
 list`) import neither LangGraph's graph modules nor langchain-openai; `run` and `resume`
@@ -34,6 +34,7 @@ from enduro.client import Client, ThreadStatus
 from enduro.context import ContextOverrides
 from enduro.dashboard import cli as dashboard_cli
 from enduro.errors import ConfigError, DatabaseUnreachable, EnduroError, ErrorCode, error_json
+from enduro.hitl import cli as hitl_cli
 from enduro.log import setup_logging
 from enduro.settings import Settings
 from enduro.webhooks import cli as webhooks_cli
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     webhooks_cli.add_run_flags(knobs)
     add_budget_flags(knobs)
+    hitl_cli.add_run_flags(knobs)
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common, knobs], help="start a run for GOAL")
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("status", "cancel", "report"):
         p = sub.add_parser(name, parents=[common], help=f"{name} a thread")
         p.add_argument("thread_id")
+    hitl_cli.add_commands(sub, [common, knobs])
     sub.add_parser("list", parents=[common], help="list threads")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -148,6 +151,7 @@ def _overrides(args: argparse.Namespace, settings: Settings) -> ContextOverrides
     if getattr(args, "workspace", None):
         out["workspace"] = settings.workspace
     out.update(budget_overrides(args))
+    out.update(hitl_cli.run_overrides(args))
     return ContextOverrides.from_mapping(out)
 
 
@@ -202,6 +206,9 @@ def _print_status(status: ThreadStatus) -> None:
         print(f"  [{step['status']}] {step['id']} {step['title']}", file=sys.stderr)
     if status.resumable:
         print(f"  resumable: enduro resume {status.thread_id}", file=sys.stderr)
+    if data.get("interrupts"):
+        pending = hitl_cli.pending_from_json(data["interrupts"])
+        print(hitl_cli.waiting_help(status.thread_id, pending), file=sys.stderr)
 
 
 async def _migrate(args: argparse.Namespace) -> tuple[int, Any]:
@@ -216,7 +223,7 @@ async def _dispatch(args: argparse.Namespace, gate: SignalGate) -> tuple[int, An
     """Run the command; returns its exit code and the value `--json` prints (or None)."""
     gate.on_signal(None)  # a read-only command just stops
     try:
-        if args.command in ("run", "resume"):
+        if args.command in ("run", "resume", *hitl_cli.ANSWER_COMMANDS):
             from enduro._cli_run import run_or_resume
 
             settings = _settings(args)

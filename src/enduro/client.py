@@ -34,6 +34,8 @@ from enduro.checkpointing.backend import Backend, open_backend
 from enduro.checkpointing.outage import OutagePolicy
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError, DatabaseUnavailable, StopReason, UnknownThread
+from enduro.hitl.interrupts import Pending
+from enduro.hitl.waiting import thread_interrupts
 from enduro.settings import Settings
 from enduro.status import build_status, checkpoint_values
 
@@ -68,7 +70,8 @@ class ThreadStatus:
     goal: str
     """The goal the run was started with."""
     status: str
-    """`running`, `paused`, `completed`, `budget_exhausted`, `cancelled` or `failed`."""
+    """`running`, `waiting`, `paused`, `completed`, `budget_exhausted`, `cancelled` or
+    `failed`."""
     stop_reason: str | None
     """The limit or cause (`max_usd`, `signal`, `cancel`, `insufficient_quota: …`), or
     None; `StopReason.of(stop_reason)` gives its code."""
@@ -106,9 +109,15 @@ class ThreadStatus:
         """The `StopReason` code of `stop_reason`, when it has one."""
         return StopReason.of(self.stop_reason)
 
+    def interrupts_pending(self) -> list[Pending]:
+        """What a `waiting` thread waits for (the status JSON's `interrupts`)."""
+        from enduro.hitl.cli import pending_from_json
+
+        return pending_from_json(list(self.data.get("interrupts") or []))
+
     @property
     def exit_code(self) -> int:
-        """The CLI's exit code for this status (0 completed … 5 cancelled; 1 otherwise)."""
+        """The CLI's exit code for this status (0 completed … 6 waiting; 1 otherwise)."""
         return EXIT_CODES.get(self.status, 1)
 
     def to_json(self) -> dict[str, Any]:
@@ -323,7 +332,8 @@ class Client:
             )
         values, checkpoint_id = await checkpoint_values(backend, thread_id)
         spend = await load_spend(backend.db, thread_id)
-        return ThreadStatus.from_json(build_status(row, values, checkpoint_id, spend))
+        pending = await thread_interrupts(backend, thread_id)
+        return ThreadStatus.from_json(build_status(row, values, checkpoint_id, spend, pending))
 
     async def list(self, limit: int = 100) -> list[ThreadSummary]:
         """The most recently updated threads, newest first.
@@ -480,6 +490,92 @@ class Client:
         """
         created = await self.create(goal, context=context, thread_id=thread_id)
         return await self.resume(created.thread_id, options, **fields)
+
+    async def interrupts(self, thread: str) -> Sequence[Pending]:
+        """What a waiting thread waits for: its pending interrupts (empty when none).
+
+        Raises:
+            enduro.errors.UnknownThread: no such thread in this database.
+        """
+        return (await self.status(thread)).interrupts_pending()
+
+    async def approve(
+        self,
+        thread: str,
+        *,
+        interrupt_id: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        options: RunOptions | None = None,
+        **fields: Unpack[RunFields],
+    ) -> Outcome:
+        """Approve a waiting tool call (run it with `args` instead when given) and continue
+        the thread in this process until the segment ends (as `enduro approve`).
+
+        Args:
+            thread: the thread's id.
+            interrupt_id: which interrupt; may be left out when only one is pending.
+            args: new arguments for the call (an edit).
+            options: as `resume` takes it; **fields too.
+
+        Raises:
+            enduro.errors.NotWaiting: nothing pending, an unknown id, several pending and
+                no id, or a question (answer it instead).
+        """
+        answer: dict[str, Any] = {"decision": "approve"}
+        if args is not None:
+            answer = {"decision": "edit", "args": dict(args)}
+        return await self._answer(thread, "approve", answer, interrupt_id, options, fields)
+
+    async def reject(
+        self,
+        thread: str,
+        *,
+        interrupt_id: str | None = None,
+        reason: str | None = None,
+        options: RunOptions | None = None,
+        **fields: Unpack[RunFields],
+    ) -> Outcome:
+        """Reject a waiting tool call (the model reads `reason` as its result) and continue
+        the thread (as `enduro reject`). Raises as `approve` does."""
+        answer = {"decision": "reject", "reason": reason}
+        return await self._answer(thread, "reject", answer, interrupt_id, options, fields)
+
+    async def answer(
+        self,
+        thread: str,
+        text: str,
+        *,
+        interrupt_id: str | None = None,
+        options: RunOptions | None = None,
+        **fields: Unpack[RunFields],
+    ) -> Outcome:
+        """Answer a waiting question (or say what happened to a call whose outcome was
+        unknown) and continue the thread (as `enduro answer`). Raises as `approve` does."""
+        value = {"decision": "answer", "answer": text}
+        return await self._answer(thread, "answer", value, interrupt_id, options, fields)
+
+    async def _answer(
+        self,
+        thread: str,
+        command: str,
+        value: dict[str, Any],
+        interrupt_id: str | None,
+        options: RunOptions | None,
+        fields: RunFields,
+    ) -> Outcome:
+        from enduro.hitl.cli import choose
+        from enduro.runner import RunOptions as Options
+
+        async with self._session() as backend:
+            if await threads.load_thread(backend, thread) is None:
+                raise UnknownThread(
+                    f"unknown thread {thread!r}: `enduro list` shows the threads in "
+                    f"{redact(backend.url)}"
+                )
+            item = choose(thread, await thread_interrupts(backend, thread), interrupt_id, command)
+        run = Options.of(options, fields)
+        answers = {**run.answers, item.id: value}
+        return await self.resume(thread, run, answers=answers)
 
     # Synchronous conveniences, for scripts and notebooks without an event loop.
 

@@ -76,7 +76,23 @@ class EnduroContext:
     workspace: str = field(default_factory=_default_workspace)
     """Directory holding one sub-directory per thread for the file tools."""
     allow_private_urls: bool = False
-    """Let fetch_url reach private, loopback and link-local addresses."""
+    """Let fetch_url and http_post reach private, loopback and link-local addresses."""
+    approve: list[str] = field(default_factory=list)
+    """Tools whose every call waits for a person's approval (`*`: every tool)."""
+    side_effects: dict[str, str] = field(default_factory=dict)
+    """Tools with an external side effect, run at most once per call: `{tool: policy}`
+    where policy says what a resume does when a crash left the outcome unknown (`retry`,
+    `skip` or `ask`)."""
+    approval_timeout_seconds: float | None = None
+    """Pending approvals and questions older than this are answered automatically (a
+    rejection) when the thread is next touched; None waits forever."""
+    post_hosts: list[str] = field(default_factory=list)
+    """Host names http_post may send to; empty leaves http_post out of the tools."""
+    mcp_config: str | None = None
+    """Path of the MCP config file the run loads its MCP tools from (never its contents:
+    `${VAR}` references are resolved again from the environment at every start)."""
+    mcp_config_sha256: str | None = None
+    """Hash of that file when the run started, to warn when a resume finds it changed."""
 
     def limits(self) -> dict[str, float | int | str | None]:
         """The limits as the status JSON shows them."""
@@ -148,6 +164,18 @@ class ContextOverrides:
     """Directory of the per-thread workspaces."""
     allow_private_urls: bool | None = None
     """Let fetch_url reach private addresses."""
+    approve: list[str] | None = None
+    """Tools whose calls wait for approval (replaces the stored list)."""
+    side_effects: dict[str, str] | None = None
+    """Side-effecting tools and their policies (replaces the stored map)."""
+    approval_timeout_seconds: float | None = None
+    """Seconds after which pending approvals and questions are answered automatically."""
+    post_hosts: list[str] | None = None
+    """Hosts http_post may send to (replaces the stored list)."""
+    mcp_config: str | None = None
+    """Path of the MCP config file."""
+    mcp_config_sha256: str | None = None
+    """Hash of the MCP config file when it was last loaded."""
     prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Price overrides in USD per million tokens, merged per model into the stored ones; the
     key "" means the model in effect after these overrides."""

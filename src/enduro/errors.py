@@ -27,6 +27,7 @@ __all__ = [
     "DatabaseUnreachable",
     "EnduroError",
     "ErrorCode",
+    "NotWaiting",
     "PricingUnknown",
     "ProviderStop",
     "RunStop",
@@ -51,6 +52,10 @@ class ErrorCode(enum.StrEnum):
     """The database could not be reached or opened. Exit 2 (nothing ran)."""
     INTERRUPTED = "interrupted"
     """SIGINT or SIGTERM stopped the command before it had a result. Exit 4."""
+    NOT_WAITING = "not_waiting"
+    """An answer (`approve`, `reject`, `answer`) that fits no pending interrupt of the
+    thread: none pending, an unknown `--id`, several pending and no `--id`, or the wrong
+    command for the interrupt's kind. Exit 2 (nothing ran)."""
     INTERNAL = "internal"
     """An error enduro did not anticipate; the message names its type. Exit 1."""
 
@@ -173,6 +178,12 @@ class ThreadBusy(ConfigError):
     """Another live process holds the thread's lease right now."""
 
     code = ErrorCode.THREAD_BUSY
+
+
+class NotWaiting(ConfigError):
+    """The answer fits no pending interrupt: the message lists the pending ones."""
+
+    code = ErrorCode.NOT_WAITING
 
 
 class DatabaseUnavailable(ConfigError):

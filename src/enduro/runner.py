@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
+from langgraph.types import Command
 from typing_extensions import TypedDict, Unpack
 
 from enduro.budgets.config import check_budget_config
@@ -37,10 +38,14 @@ from enduro.checkpointing.retention import prune_thread
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import ConfigError, StopReason, ThreadBusy, UnknownThread
 from enduro.graph import build_graph
+from enduro.hitl import waiting
+from enduro.hitl.interrupts import Pending, pending_of
 from enduro.log import current_thread_id
 from enduro.model_call import ModelCallMiddleware
 from enduro.models import ModelSource, check_loop, model_name_of
 from enduro.state import AgentState
+from enduro.tools import default_tools
+from enduro.tools.mcp import file_sha256, load_mcp_tools
 from enduro.webhooks.session import WebhookSession, open_segment
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ EXIT_CODES = {
     "budget_exhausted": 3,
     "paused": 4,
     "cancelled": 5,
+    "waiting": 6,
 }
 # Long runs take thousands of super-steps; budgets, not the recursion limit, stop them.
 RECURSION_LIMIT = 10_000_000
@@ -63,6 +69,8 @@ class Outcome:
     thread_id: str
     status: str
     stop_reason: str | None
+    interrupts: tuple[Pending, ...] = ()
+    """What a `waiting` thread waits for."""
 
     @property
     def exit_code(self) -> int:
@@ -110,6 +118,7 @@ class RunFields(TypedDict, total=False):
     keep_checkpoints: int
     webhooks: WebhookSession | None
     middleware: Sequence[ModelCallMiddleware]
+    answers: Mapping[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +147,9 @@ class RunOptions:
     middleware: Sequence[ModelCallMiddleware] = ()
     """Wrappers of every model call (`enduro.model_call`), outermost first; the budget
     always runs inside them."""
+    answers: Mapping[str, Any] = field(default_factory=dict)
+    """`{interrupt_id: answer}` for a waiting thread (see `enduro.hitl.interrupts`); without
+    them a waiting thread stays waiting and nothing runs."""
 
     def __post_init__(self) -> None:
         """Check the fields.
@@ -233,6 +245,18 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     if fixed is not None:
         # A model whose client an earlier job used on another event loop cannot work here.
         check_loop(fixed)
+    if run.tools is not None:
+        tools = list(run.tools)
+    else:
+        tools, context = await run_tools(context)
+    # Before the lease: a waiting thread with nothing to answer stays waiting, untouched.
+    pending = await waiting.thread_interrupts(backend, thread_id)
+    answers = dict(run.answers)
+    if pending:
+        expired = waiting.timeout_answers(pending, context.approval_timeout_seconds)
+        answers = {**expired, **answers}
+        if not answers:
+            return Outcome(thread_id, "waiting", None, tuple(pending))
     if not await threads.claim(db, thread_id, context):
         raise ThreadBusy(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
@@ -244,7 +268,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         events = await open_segment(db, thread_id, run.webhooks)
         graph = build_graph(
             model=run.model,
-            tools=run.tools,
+            tools=tools,
             checkpointer=backend.saver,
             cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
             events=events.handler,
@@ -264,10 +288,14 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         await asyncio.shield(_release(db, thread_id, "paused", reason))
         raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
-    # tasks; one that reached finish (limit, cancel) re-enters and plan keeps its plan.
-    graph_input: AgentState | None = None if snapshot.next else {"goal": row.goal}
+    # tasks (with the answers of the interrupts it waited on); one that reached finish
+    # (limit, cancel) re-enters and plan keeps its plan.
+    graph_input: AgentState | Command[Any] | None = None if snapshot.next else {"goal": row.goal}
     log.info("segment %d starting (%s)", segment, "resume" if graph_input is None else "enter")
-    await events.started(row, snapshot.values, context, segment)
+    if answers:
+        graph_input = Command(resume=answers)
+    answered = [_brief(p) for p in pending if p.id in answers]
+    await events.started(row, snapshot.values, context, segment, answered)
     beat = asyncio.create_task(_heartbeat(backend, thread_id))
     outcome: Outcome | None = None
     try:
@@ -288,14 +316,13 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
                 control=run.control or RunControl(),
                 stream_mode="updates",
             ):
-                if run.on_update is not None:
+                if run.on_update is not None and "__interrupt__" not in update:
                     run.on_update(update)
                 since_prune += 1
                 if since_prune >= run.keep_checkpoints:
                     await prune_thread(db, thread_id, run.keep_checkpoints)
                     since_prune = 0
-        values = (await graph.aget_state(config)).values
-        outcome = Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
+        outcome = await _outcome_after(backend, graph, config)
     except GraphDrained as drained:
         log.info("drained at a super-step boundary: %s", drained.reason)
         outcome = Outcome(thread_id, "paused", drained.reason)
@@ -317,6 +344,8 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
             await beat
         if outcome is not None:
             await asyncio.shield(_release(db, thread_id, outcome.status, outcome.stop_reason))
+            if outcome.status == "waiting":
+                await events.waiting([_brief(p) for p in outcome.interrupts])
             await events.ended(outcome.status, outcome.stop_reason)
             with contextlib.suppress(Exception):
                 await prune_thread(db, thread_id, run.keep_checkpoints)
@@ -332,6 +361,53 @@ async def _release(db: Database, thread_id: str, status: str, stop_reason: str |
         await threads.release(db, thread_id, status, stop_reason)
     except DatabaseUnreachable as exc:
         log.error("could not record the outcome %r (%s): %s", status, stop_reason, exc.detail)
+
+
+def _brief(item: Pending) -> dict[str, Any]:
+    """An interrupt as events show it: never the tool's arguments."""
+    return {"id": item.id, "kind": item.kind, "tool": item.tool}
+
+
+async def run_tools(context: EnduroContext) -> tuple[list[BaseTool], EnduroContext]:
+    """The tools of a run configured only by its context (the CLI, a worker): the built-in
+    ones, and the MCP servers' when the run has an MCP config, loaded again from its path.
+    Returns the context with the config's current hash (a warning is logged when it changed
+    since the run last loaded it).
+
+    Raises:
+        ConfigError: the MCP config is invalid or one of its servers failed to start.
+    """
+    tools = default_tools(post=bool(context.post_hosts))
+    if not context.mcp_config:
+        return tools, context
+    try:
+        digest = await asyncio.to_thread(file_sha256, context.mcp_config)
+    except OSError as exc:
+        raise ConfigError(
+            f"the run's MCP config {context.mcp_config!r} cannot be read ({exc}); restore it "
+            "or give another with --mcp-config FILE"
+        ) from None
+    if context.mcp_config_sha256 and digest != context.mcp_config_sha256:
+        log.warning(
+            "MCP config %s changed since the run last loaded it; using it as it is now",
+            context.mcp_config,
+        )
+    tools += await load_mcp_tools(context.mcp_config)
+    return tools, dataclasses.replace(context, mcp_config_sha256=digest)
+
+
+async def _outcome_after(backend: Backend, graph: Any, config: RunnableConfig) -> Outcome:
+    """How a segment whose stream ended stands: waiting on interrupts, or the status finish
+    wrote."""
+    thread_id = str(config["configurable"]["thread_id"])
+    snapshot = await graph.aget_state(config)
+    pending = pending_of(snapshot.interrupts)
+    if pending:
+        await waiting.record_seen(backend.db, thread_id, pending)
+        seen = await waiting.first_seen(backend.db, thread_id)
+        return Outcome(thread_id, "waiting", None, tuple(waiting.with_first_seen(pending, seen)))
+    values = snapshot.values
+    return Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
 
 
 async def _heartbeat(backend: Backend, thread_id: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from enduro.checkpointing.backend import Backend
 from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
 from enduro.forecast import forecast
+from enduro.hitl.interrupts import Pending
+from enduro.hitl.waiting import expiry
 from enduro.records import USAGE_KEYS
 from enduro.report import progress, render_report
 
@@ -37,11 +40,23 @@ def build_status(
     values: dict[str, Any],
     checkpoint_id: str | None,
     spend: SpendView | None = None,
+    interrupts: Sequence[Pending] | None = None,
 ) -> dict[str, Any]:
     """spend: the thread's ledger (`budgets.report.load_spend`); dollars, model calls,
     tokens and active time then come from it, so they include what a crash left out of the
-    checkpoint. Without it they come from the checkpoint's counters."""
+    checkpoint. Without it they come from the checkpoint's counters.
+
+    interrupts: the thread's pending interrupts (`hitl.waiting.thread_interrupts`); a thread not
+    running with any pending is `waiting`, wherever it stopped (CLI, Studio). None: not
+    looked up, the row's status stands."""
     status, stop_reason = row.effective_status()
+    if interrupts and status in ("waiting", "paused"):
+        # Paused too: a thread that stopped in Studio or the SDK has a row that never said
+        # `waiting`. A cancelled one stays cancelled, whatever it was waiting for.
+        status, stop_reason = "waiting", None
+    elif status == "waiting" and interrupts is not None:
+        # Answered elsewhere (Studio, the SDK) and not finished: continue with resume.
+        status, stop_reason = "paused", None
     written = float(values.get("__checkpoint_ts") or 0)
     if status != "running" and values.get("status") in _TERMINAL and written > row.updated_at:
         # Continued elsewhere (langgraph dev, Studio) after the CLI last touched the row: the
@@ -81,6 +96,9 @@ def build_status(
         "warnings": values.get("warnings") or [],
         "budget": values.get("budget") or {},
         "report": report,
+        "interrupts": [
+            _interrupt(p, row.context.approval_timeout_seconds) for p in interrupts or ()
+        ],
         "checkpoint_id": checkpoint_id,
         "segments": row.segments,
         "created_at": _iso(row.created_at),
@@ -111,6 +129,13 @@ def offline_status(
         row, status=status, stop_reason=stop_reason, owner=None, heartbeat_at=None, updated_at=now
     )
     return build_status(row, {}, None)
+
+
+def _interrupt(item: Pending, timeout: float | None) -> dict[str, Any]:
+    out = item.to_dict()
+    due = expiry(item, timeout)
+    out["expires_at"] = _iso(due) if due is not None else None
+    return out
 
 
 def _iso(ts: float | None) -> str | None:

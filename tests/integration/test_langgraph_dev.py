@@ -7,7 +7,9 @@ and a fresh database, on both engines. Through `langgraph_sdk` the test checks t
 - the assistant exposes the per-run knobs as its context schema (Studio's form);
 - a run created on the dev server completes, with tool calls, and writes its checkpoints;
 - threads started by the `enduro` CLI in another process can be read from the dev server,
-  and one stopped by a limit can be continued there.
+  and one stopped by a limit can be continued there;
+- a CLI thread waiting for an approval shows the same interrupt there, and
+  `Command(resume={interrupt_id: answer})` through the SDK continues it.
 
 The server must stay offline: analytics and the version check are switched off, LangSmith
 variables are removed, and every proxy variable points at a local trap that records any
@@ -366,5 +368,40 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     assert [s["status"] for s in status["plan"]] == ["done", "done", "done"]
     assert status["report"] == final["report"]
     assert (status["status"], status["stop_reason"]) == ("completed", None)
+
+    # 5. A CLI thread waiting for an approval shows its interrupt on the dev server (Studio),
+    #    and `Command(resume={id: answer})` sent through the SDK continues it there.
+    waiting = str(uuid.uuid4())
+    code, waiting_status = await _enduro(
+        server, "run", GOAL, "--thread-id", waiting, "--approve", "write_file"
+    )
+    assert code == 6, waiting_status
+    [pending] = waiting_status["interrupts"]
+    state = await _read_cli_thread(client, waiting)
+    [shown] = state["interrupts"]
+    assert shown["id"] == pending["id"]
+    assert shown["value"]["kind"] == "approval" and shown["value"]["tool"] == "write_file"
+    assert shown["value"]["args"] == pending["args"]
+    # The run's knobs travel with each run on the Agent Server (the CLI keeps them in its
+    # own table), so the approval requirement is given again here.
+    context = {"max_iterations": 50, "approve": ["write_file"]}
+    answered = 0
+    while state["interrupts"] and answered < 6:
+        resume = {i["id"]: {"decision": "approve"} for i in state["interrupts"]}
+        await asyncio.wait_for(
+            client.runs.wait(waiting, assistant_id, command={"resume": resume}, context=context),
+            RUN_TIMEOUT,
+        )
+        answered += 1
+        state = await client.threads.get_state(waiting)
+    assert answered == 3, "one approval per step's write"
+    assert state["values"]["status"] == "completed" and state["next"] == []
+    assert sorted(p.name for p in (server.workspace / waiting / "notes").iterdir()) == [
+        "s1.md",
+        "s2.md",
+        "s3.md",
+    ]
+    _, status = await _enduro(server, "status", waiting)
+    assert (status["status"], status["interrupts"]) == ("completed", [])
 
     assert server.trap.hits == [], f"something tried to reach the internet: {server.trap.hits}"

@@ -106,4 +106,13 @@ async def test_unresolvable_host_is_a_tool_error() -> None:
 
 def test_default_tools() -> None:
     names = [t.name for t in default_tools()]
-    assert names == ["read_file", "write_file", "append_file", "list_files", "fetch_url"]
+    assert names == [
+        "read_file",
+        "write_file",
+        "append_file",
+        "list_files",
+        "fetch_url",
+        "ask_human",
+    ]
+    with_post = [t.name for t in default_tools(post=True)]
+    assert with_post == [*names, "http_post"]

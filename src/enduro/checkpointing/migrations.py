@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enduro.budgets.schema import LEDGER_SCHEMA
 from enduro.checkpointing.db import Database
+from enduro.hitl.schema import HITL_SCHEMA
 from enduro.webhooks.schema import WEBHOOK_OUTBOX
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -45,6 +46,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             " ON enduro_threads (status, created_at, thread_id)",
         ],
     ),
+    (5, "side effects and interrupts", HITL_SCHEMA),
 ]
 
 

@@ -8,6 +8,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 from bs4 import BeautifulSoup
@@ -178,7 +179,11 @@ def _parse(url: str) -> httpx.URL:
 
 
 async def _pinned_request(
-    client: httpx.AsyncClient, url: httpx.URL, policy: _Policy
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    policy: _Policy,
+    method: str = "GET",
+    **build: Any,
 ) -> httpx.Request:
     """Check every address of the host, then connect to one of them by IP.
 
@@ -196,7 +201,7 @@ async def _pinned_request(
     for ip in addresses:
         check_address(ip, policy.allow_private)
     ip = addresses[0].split("%", 1)[0]
-    request = client.build_request("GET", url.copy_with(host=ip))
+    request = client.build_request(method, url.copy_with(host=ip), **build)
     # The server and the TLS certificate must still see the real host name.
     request.headers["Host"] = url.netloc.decode("ascii")
     request.extensions["sni_hostname"] = url.host

@@ -153,8 +153,14 @@ class SegmentEvents:
         return self.session.handler if self.enabled else None
 
     async def started(
-        self, row: ThreadRow, values: dict[str, Any], context: EnduroContext, segment: int
+        self,
+        row: ThreadRow,
+        values: dict[str, Any],
+        context: EnduroContext,
+        segment: int,
+        answered: list[dict[str, Any]] | None = None,
     ) -> None:
+        """run.started, or run.resumed (with the interrupts answered to resume it, if any)."""
         if not self.enabled:
             return
         self.session.handler.prime(self.thread_id, values, context, segment)
@@ -162,12 +168,31 @@ class SegmentEvents:
             await self.session.handler.emit(self.thread_id, "run.started", {}, "run.started")
             return
         status, reason = row.effective_status()
-        resumed_from = {"status": status, "stop_reason": redact(reason, MAX_ERROR_CHARS)}
+        extra: dict[str, Any] = {
+            "resumed_from": {"status": status, "stop_reason": redact(reason, MAX_ERROR_CHARS)}
+        }
+        if answered:
+            extra["interrupts"] = answered
         await self.session.handler.emit(
-            self.thread_id,
-            "run.resumed",
-            {"resumed_from": resumed_from},
-            f"run.resumed:{segment}",
+            self.thread_id, "run.resumed", extra, f"run.resumed:{segment}"
+        )
+
+    async def waiting(self, interrupts: list[dict[str, Any]]) -> None:
+        """run.waiting: the segment stopped for a person. `interrupts` carry id, kind and
+        tool name only; a tool's arguments never leave the process in an event."""
+        if not self.enabled:
+            return
+        view = self.session.handler.prime_view(self.thread_id)
+        if view is None:
+            return
+        view.status, view.stop_reason = "waiting", None
+        await asyncio.shield(
+            self.session.handler.emit(
+                self.thread_id,
+                "run.waiting",
+                {"interrupts": interrupts},
+                f"run.waiting:{view.segment}",
+            )
         )
 
     async def ended(self, status: str, stop_reason: str | None) -> None:
