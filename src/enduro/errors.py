@@ -91,6 +91,9 @@ class StopReason(enum.StrEnum):
     UNBOUNDED_OUTPUT = "unbounded_output"
     DATABASE_UNREACHABLE = "database_unreachable"
     """The database stayed unreachable longer than --db-outage-timeout (status `paused`)."""
+    MODEL_LOOP_BOUND = "model_loop_bound"
+    """The chat model used an HTTP client of an event loop that is closed (a worker running
+    jobs under successive loops); the text says how to build the model instead."""
 
     def explain(self, detail: str) -> str:
         """The `stop_reason` text of a stop that needs explaining: `"<code>: <detail>"`.

@@ -77,6 +77,9 @@ class OtherProviderChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "other-provider"
 
+    def _http(self) -> httpx.AsyncClient:
+        return self.client
+
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         schemas = [convert_to_openai_tool(t) for t in tools]
         return self.model_copy(update={"tools": schemas})
@@ -103,7 +106,7 @@ class OtherProviderChat(BaseChatModel):
             body["tools"] = tools
         if kwargs.get("tool_choice"):
             body["tool_choice"] = kwargs["tool_choice"]
-        answer = (await self.client.post(f"{self.base_url}/chat/completions", json=body)).json()
+        answer = (await self._http().post(f"{self.base_url}/chat/completions", json=body)).json()
         choice = answer["choices"][0]["message"]
         calls = [
             {
@@ -128,6 +131,33 @@ class OtherProviderChat(BaseChatModel):
 
 def _other(llm: ScriptedLLM) -> OtherProviderChat:
     return OtherProviderChat(base_url=llm.base_url, client=httpx.AsyncClient())
+
+
+_PROCESS_CLIENT: list[httpx.AsyncClient] = []
+
+
+class SharedClientChat(OtherProviderChat):
+    """Like SDKs that cache one client per process, made on first use: nothing reachable
+    from the model shows it before the call."""
+
+    def _http(self) -> httpx.AsyncClient:
+        if not _PROCESS_CLIENT:
+            _PROCESS_CLIENT.append(httpx.AsyncClient())
+        return _PROCESS_CLIENT[0]
+
+
+def test_a_process_wide_client_enduro_cannot_see_stops_with_what_to_do(
+    db_url: str, llm_env: ScriptedLLM
+) -> None:
+    _PROCESS_CLIENT.clear()
+
+    def factory(_context: EnduroContext) -> BaseChatModel:
+        return SharedClientChat(base_url=llm_env.base_url, client=httpx.AsyncClient())
+
+    first, second = _jobs(db_url, factory, n=2)
+    assert first == "completed"
+    assert second.startswith("failed model_loop_bound: "), second
+    assert "model=lambda context:" in second and "register_loop_binder" in second
 
 
 def test_another_providers_model_in_a_factory(db_url: str, llm_env: ScriptedLLM) -> None:

@@ -110,3 +110,17 @@ def test_backoff_grows_and_is_capped() -> None:
     assert all(0 < d <= BACKOFF.max_delay for d in delays)
     assert BACKOFF.delay(1) <= BACKOFF.initial
     assert BACKOFF.delay(10) >= BACKOFF.max_delay / 2
+
+
+def test_a_closed_event_loop_stops_the_run_with_what_to_do_even_when_wrapped() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    wrapped = openai.APIConnectionError(request=request)
+    wrapped.__cause__ = RuntimeError("Event loop is closed")
+    for exc in (RuntimeError("Event loop is closed"), wrapped):
+        failure = classify(exc, "t-9")
+        assert failure is not None and failure.kind == "fatal" and not failure.billed
+        assert failure.stop is not None and failure.stop.status == "failed"
+        assert failure.stop.stop_reason.startswith("model_loop_bound: ")
+        assert "register_loop_binder" in failure.stop.stop_reason
+        assert "`enduro resume t-9`" in failure.stop.stop_reason
+    assert classify(RuntimeError("something else"), "t") is None

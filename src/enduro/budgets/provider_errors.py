@@ -7,8 +7,9 @@ may have billed it (then its reservation stays charged). It returns None for an 
 does not know, and the next classifier is asked; an exception no classifier knows propagates
 (the node fails, its reservation stays charged).
 
-Built in: OpenAI's SDK errors (every OpenAI-compatible server, through ChatOpenAI) and
-transport errors of httpx / httpx2 (connection resets, cut streams). A chat model of another
+Built in: OpenAI's SDK errors (every OpenAI-compatible server, through ChatOpenAI),
+transport errors of httpx / httpx2 (connection resets, cut streams), and a client used under
+an event loop that is closed (`model_loop_bound`). A chat model of another
 provider gets its errors understood with `register_error_classifier`; classifiers
 registered later are asked first, so a user's can refine the built-in ones.
 """
@@ -62,7 +63,7 @@ def register_error_classifier(classifier: ErrorClassifier) -> None:
 
 def classify(exc: BaseException, thread_id: str) -> Failure | None:
     """What a failed attempt means, or None when no classifier knows `exc`."""
-    for classifier in (*_CLASSIFIERS, classify_openai, classify_transport):
+    for classifier in (*_CLASSIFIERS, classify_closed_loop, classify_openai, classify_transport):
         failure = classifier(exc, thread_id)
         if failure is not None:
             return failure
@@ -72,6 +73,33 @@ def classify(exc: BaseException, thread_id: str) -> Failure | None:
 def describe(exc: BaseException) -> str:
     """`Type: message` of an exception, redacted (provider text may echo a key) and short."""
     return redact(f"{type(exc).__name__}: {exc}")[:400]
+
+
+def classify_closed_loop(exc: BaseException, thread_id: str) -> Failure | None:
+    """Classify a call that used connections of an event loop that is closed.
+
+    What a model holding an SDK's process-wide cached HTTP client raises in a worker's
+    second `asyncio.run` (enduro rebinds the clients it can see, `enduro.models`; a client
+    an SDK creates lazily on first use it cannot). Nothing reached the provider; retrying
+    cannot help, so the run stops and says how to build the model instead.
+    """
+    cause: BaseException | None = exc
+    for _ in range(4):  # the SDK may wrap it (openai: APIConnectionError from it)
+        if cause is None:
+            return None
+        if isinstance(cause, RuntimeError) and "Event loop is closed" in str(cause):
+            break
+        cause = cause.__cause__ or cause.__context__
+    else:
+        return None
+    reason = StopReason.MODEL_LOOP_BOUND.explain(
+        "the chat model reused an HTTP client opened under an event loop that is closed "
+        "(its SDK caches one per process). Build the model and its client in a factory, "
+        "model=lambda context: ChatFoo(..., http_async_client=httpx.AsyncClient()), or "
+        "teach enduro to rebuild it with enduro.models.register_loop_binder; then "
+        f"{resume_hint(thread_id)}"
+    )
+    return Failure("fatal", False, describe(exc), stop=RunStop(reason))
 
 
 def classify_transport(exc: BaseException, thread_id: str) -> Failure | None:
