@@ -96,12 +96,12 @@ def test_short_outage_is_waited_out_and_the_answer_is_paid_once(
 def test_long_outage_pauses_resumably_then_resume_completes(
     pg_url: str, proxy: PgProxy, tmp_path: Path
 ) -> None:
-    with ScriptedLLM() as llm:
+    with ScriptedLLM() as llm, Receiver() as receiver:
         llm.push(Fault(kind="act", delay=1.0))
         env = cli_env(llm, tmp_path)
         tid = str(uuid.uuid4())
         url = proxy.url(pg_url)
-        proc = _start(tid, url, env, "--db-outage-timeout", "2")
+        proc = _start(tid, url, env, "--db-outage-timeout", "2", "--webhook-url", receiver.url)
         try:
             assert llm.wait_for(1, "act", timeout=60), "the run never reached act"
             proxy.cut()
@@ -130,6 +130,11 @@ def test_long_outage_pauses_resumably_then_resume_completes(
         assert final["usage"]["llm_calls"] == llm.count()
         assert final["usage"]["unsettled_calls"] == 0
         assert not any((tmp_path / "ws" / ".enduro-held").rglob("*.json"))
+        # Webhooks went quiet during the outage and resumed after it, in order.
+        assert receiver.wait_for(lambda _: "run.completed" in receiver.types())
+        seqs = sorted({hit.seq for hit in receiver.accepted()})
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert "run.resumed" in receiver.types()
 
 
 # -- the pool and the policy, in process ----------------------------------------------------

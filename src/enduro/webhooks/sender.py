@@ -191,8 +191,19 @@ class Sender:
             task.add_done_callback(functools.partial(self._chain_done, chain))
         return next_due
 
-    def _chain_done(self, chain: tuple[str, str], _task: asyncio.Task[None]) -> None:
+    def _chain_done(self, chain: tuple[str, str], task: asyncio.Task[None]) -> None:
         self._chains.pop(chain, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The database went away mid-chain (or another error): nothing more was marked,
+            # so a later round sends the head again (at least once; receivers dedupe on
+            # webhook-id).
+            log.warning(
+                "webhook chain %s of thread %s stopped: %s",
+                chain[1],
+                chain[0],
+                redact(str(exc), MAX_ERROR_CHARS),
+            )
+            self._not_before[chain] = time.time() + self.config.poll_seconds
         self.wake()
 
     def _can_sign(self, head: outbox.Head) -> bool:
