@@ -53,11 +53,11 @@ from enduro.budgets.ledger import Ledger
 from enduro.budgets.metered import BudgetMiddleware
 from enduro.budgets.pricing import TokenCounts, override_price, to_nano
 from enduro.budgets.service import BudgetService
-from enduro.checkpointing.backend import open_backend
 from enduro.errors import BudgetStop
 from enduro.model_call import CallScope
 from enduro.nodes.llm import invoke_model
 from enduro.runner import advance_thread
+from enduro.storage import open_backend
 from fakellm import ScriptedLLM
 
 WORDS = [

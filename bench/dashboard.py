@@ -28,9 +28,9 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.base import empty_checkpoint
 
-from enduro.checkpointing.backend import Backend, is_postgres, open_backend
 from enduro.context import EnduroContext
 from enduro.dashboard import source
+from enduro.storage import Backend, is_postgres, open_backend
 
 PAGE = 50
 

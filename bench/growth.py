@@ -80,10 +80,10 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from enduro.checkpointing.backend import open_backend
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.runner import DEFAULT_KEEP_CHECKPOINTS, advance_thread, create_run
 from enduro.state import MAX_PLAN_STEPS
+from enduro.storage import open_backend
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 GOAL = (

@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.nodes.llm import openai_model_factory
 from enduro.runner import advance_with_backend, create_run
 from enduro.settings import Settings
+from enduro.storage import open_backend
 from enduro.webhooks.config import WebhookConfig
 from enduro.webhooks.session import WebhookSession
 from fakellm import ScriptedLLM

@@ -8,9 +8,9 @@ from typing import Any
 
 from enduro.budgets.ledger import Ledger, Totals
 from enduro.budgets.pricing import TokenCounts, override_price, to_nano
-from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.runner import create_run
+from enduro.storage import open_backend
 from fakellm import ScriptedLLM
 
 MODEL = "fake-model"

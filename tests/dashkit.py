@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 
 from clikit import ENDURO
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import open_backend
+from enduro import threads
 from enduro.context import EnduroContext
+from enduro.storage import open_backend
 
 ARTIFACTS = Path(os.environ.get("ENDURO_ARTIFACTS") or Path(__file__).parents[1] / ".artifacts")
 _URL = re.compile(r"enduro dashboard on (http://\S+/)")

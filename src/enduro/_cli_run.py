@@ -23,10 +23,10 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from langgraph.runtime import RunControl
 
+from enduro import _cli_webhooks as webhooks_cli
+from enduro import threads
 from enduro._signals import SignalGate
 from enduro.budgets.config import check_budget_config
-from enduro.checkpointing import threads
-from enduro.checkpointing.outage import OutagePolicy
 from enduro.client import Client, ThreadStatus
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import DatabaseUnreachable, StopReason
@@ -36,7 +36,7 @@ from enduro.progress import Progress
 from enduro.runner import Outcome, RunOptions, run_tools
 from enduro.settings import Settings
 from enduro.status import offline_status
-from enduro.webhooks import cli as webhooks_cli
+from enduro.storage.outage import OutagePolicy
 from enduro.webhooks.session import WebhookSession
 
 

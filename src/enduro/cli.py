@@ -20,14 +20,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from enduro import _cli_webhooks as webhooks_cli
 from enduro._redact import redact
 from enduro._signals import SignalGate
 from enduro.budgets.cli_flags import add_budget_flags, budget_overrides
-from enduro.checkpointing.outage import (
-    DEFAULT_OUTAGE_SECONDS,
-    OutagePolicy,
-    outage_seconds_from_env,
-)
 from enduro.checkpointing.retention import DEFAULT_KEEP_CHECKPOINTS
 from enduro.cliargs import number
 from enduro.client import Client, ThreadStatus
@@ -37,7 +33,11 @@ from enduro.errors import ConfigError, DatabaseUnreachable, EnduroError, ErrorCo
 from enduro.hitl import cli as hitl_cli
 from enduro.log import setup_logging
 from enduro.settings import Settings
-from enduro.webhooks import cli as webhooks_cli
+from enduro.storage.outage import (
+    DEFAULT_OUTAGE_SECONDS,
+    OutagePolicy,
+    outage_seconds_from_env,
+)
 
 
 class UsageError(ConfigError):

@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
+from enduro import threads
 from enduro._redact import redact
 from enduro.budgets.report import load_spend
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import Backend, open_backend
-from enduro.checkpointing.outage import OutagePolicy
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError, DatabaseUnavailable, StopReason, UnknownThread
 from enduro.hitl.interrupts import Pending
 from enduro.hitl.waiting import thread_interrupts
 from enduro.settings import Settings
 from enduro.status import build_status, checkpoint_values
+from enduro.storage import Backend, open_backend
+from enduro.storage.outage import OutagePolicy
 
 if TYPE_CHECKING:
     from enduro.runner import Outcome, RunFields, RunOptions
@@ -385,7 +385,7 @@ class Client:
                 )
                 # Imported here: the webhook machinery is heavy, and only this branch
                 # needs it.
-                from enduro.webhooks.cli import thread_cancelled
+                from enduro.webhooks.session import thread_cancelled
 
                 await thread_cancelled(backend, before.thread_id)
                 action = "cancelled"

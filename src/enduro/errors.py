@@ -197,7 +197,7 @@ class DatabaseUnavailable(ConfigError):
 
 class DatabaseUnreachable(EnduroError):
     """The database did not answer for longer than the outage timeout, during a command
-    that had opened it (`enduro.checkpointing.outage`). A run ends `paused` (exit 4) with
+    that had opened it (`enduro.storage.outage`). A run ends `paused` (exit 4) with
     `stop_reason` `database_unreachable: …`; the last checkpoint holds.
 
     Args:

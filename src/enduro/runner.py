@@ -21,18 +21,10 @@ from langgraph.runtime import RunControl
 from langgraph.types import Command
 from typing_extensions import TypedDict, Unpack
 
+from enduro import threads
 from enduro.budgets.config import check_budget_config
 from enduro.budgets.ledger import Ledger
 from enduro.budgets.limits import deadline_epoch, time_left
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import Backend, open_backend
-from enduro.checkpointing.db import Database
-from enduro.checkpointing.outage import (
-    DatabaseUnreachable,
-    OutagePolicy,
-    outage_seconds_from_env,
-    run_time_limit,
-)
 from enduro.checkpointing.retention import DEFAULT_KEEP_CHECKPOINTS as DEFAULT_KEEP_CHECKPOINTS
 from enduro.checkpointing.retention import prune_thread
 from enduro.context import ContextOverrides, EnduroContext
@@ -44,6 +36,14 @@ from enduro.log import current_thread_id
 from enduro.model_call import ModelCallMiddleware
 from enduro.models import ModelSource, check_loop, model_name_of
 from enduro.state import AgentState
+from enduro.storage import Backend, Database, open_backend
+from enduro.storage.leases import HEARTBEAT_SECONDS
+from enduro.storage.outage import (
+    DatabaseUnreachable,
+    OutagePolicy,
+    outage_seconds_from_env,
+    run_time_limit,
+)
 from enduro.tools import default_tools
 from enduro.tools.mcp import file_sha256, load_mcp_tools
 from enduro.webhooks.session import WebhookSession, open_segment
@@ -412,7 +412,7 @@ async def _outcome_after(backend: Backend, graph: Any, config: RunnableConfig) -
 
 async def _heartbeat(backend: Backend, thread_id: str) -> None:
     while True:
-        await asyncio.sleep(threads.HEARTBEAT_SECONDS)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
         try:
             await threads.heartbeat(backend.db, thread_id)
         except Exception as exc:  # the database may blip; the next beat retries

@@ -10,14 +10,14 @@ from typing import Any
 
 from enduro.budgets.limits import final_reserve_usd
 from enduro.budgets.report import SpendView
-from enduro.checkpointing.backend import Backend
-from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
 from enduro.forecast import forecast
 from enduro.hitl.interrupts import Pending
 from enduro.hitl.waiting import expiry
 from enduro.records import USAGE_KEYS
 from enduro.report import progress, render_report
+from enduro.storage import Backend
+from enduro.threads import ThreadRow
 
 
 async def checkpoint_values(backend: Backend, thread_id: str) -> tuple[dict[str, Any], str | None]:

@@ -31,9 +31,9 @@ import pytest
 from budgetkit import billed_nusd, ledger_rows, start, totals, usd_to_nano
 from clikit import ENDURO
 from clikit import cli_env as _env
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import open_backend
+from enduro import threads
 from enduro.runner import advance_thread
+from enduro.storage import open_backend
 from fakellm import Fault, ScriptedLLM
 
 RUNS = int(os.environ.get("ENDURO_FUZZ_RUNS", "100"))

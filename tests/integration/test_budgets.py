@@ -15,15 +15,15 @@ import pytest
 from langchain_core.tools import tool
 
 from budgetkit import PRICE, billed_nusd, context, ledger_rows, start, totals, usd_to_nano
+from enduro import threads
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.budgets.pricing import TokenCounts
 from enduro.budgets.report import load_spend
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import open_backend
 from enduro.context import ContextOverrides
 from enduro.errors import ConfigError
 from enduro.runner import advance_thread
 from enduro.status import build_status, checkpoint_values
+from enduro.storage import open_backend
 from enduro.tools import default_tools
 from fakellm import Fault, ScriptedLLM
 

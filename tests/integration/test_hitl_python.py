@@ -9,11 +9,11 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import StructuredTool
 
-from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.hitl.effects import EffectJournal, args_sha256
 from enduro.hitl.policy import requires_approval, side_effect
 from enduro.runner import advance_thread, create_run
+from enduro.storage import open_backend
 from enduro.tools import default_tools
 from fakellm import ScriptedLLM
 

@@ -11,8 +11,8 @@ from enduro.budgets.clock import ActiveClock
 from enduro.budgets.ledger import Caps, Ledger
 from enduro.budgets.pricing import TokenCounts
 from enduro.budgets.report import load_spend
-from enduro.checkpointing.backend import open_backend
 from enduro.errors import BudgetStop
+from enduro.storage import open_backend
 
 
 def _tid() -> str:

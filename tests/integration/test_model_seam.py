@@ -19,11 +19,11 @@ from enduro.budgets.ledger import Ledger
 from enduro.budgets.metered import BudgetMiddleware
 from enduro.budgets.provider_errors import Failure, register_error_classifier
 from enduro.budgets.service import BudgetService
-from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.errors import ProviderStop
 from enduro.model_call import CallScope, ModelHandler, ModelRequest, ModelResponse
 from enduro.nodes.llm import invoke_model
+from enduro.storage import open_backend
 
 
 class FooOverloaded(Exception):

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import open_backend
+from enduro import threads
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.errors import UnknownThread
 from enduro.runner import advance_thread, create_run
 from enduro.status import build_status, checkpoint_values
+from enduro.storage import open_backend
 from fakellm import Fault, ScriptedLLM
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from enduro.checkpointing.backend import Backend, open_backend
+from enduro.storage import Backend, open_backend
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig, endpoint_id, fingerprint, new_secret
 from enduro.webhooks.sender import Sender

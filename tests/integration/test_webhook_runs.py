@@ -14,9 +14,9 @@ from typing import Any
 
 import jsonschema_rs
 
-from enduro.checkpointing.backend import open_backend
 from enduro.context import ContextOverrides, EnduroContext
 from enduro.runner import advance_with_backend, create_run
+from enduro.storage import open_backend
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig, new_secret
 from enduro.webhooks.session import WebhookSession

@@ -26,11 +26,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai import ChatOpenAI
 from pydantic import ConfigDict
 
-from enduro.checkpointing.backend import open_backend
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError
 from enduro.models import ModelSource
 from enduro.runner import advance_thread, create_run
+from enduro.storage import open_backend
 from fakellm import ScriptedLLM
 
 

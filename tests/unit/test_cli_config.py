@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from enduro.checkpointing.threads import ThreadRow, owner_alive, this_owner
 from enduro.cli import main
 from enduro.context import EnduroContext
+from enduro.storage.leases import owner_alive, this_owner
+from enduro.threads import ThreadRow
 
 
 @pytest.fixture(autouse=True)

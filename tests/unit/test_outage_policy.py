@@ -1,4 +1,4 @@
-"""The outage policy (enduro.checkpointing.outage) without a database: what is retried, for
+"""The outage policy (enduro.storage.outage) without a database: what is retried, for
 how long, and how a run's time limit and an outage that already outlasted its timeout cut
 the wait short."""
 
@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from psycopg_pool import PoolTimeout
 
-from enduro.checkpointing.outage import (
+from enduro.errors import ConfigError, StopReason
+from enduro.storage.outage import (
     DatabaseUnreachable,
     OutagePolicy,
     is_unreachable_error,
     outage_seconds_from_env,
     run_time_limit,
 )
-from enduro.errors import ConfigError, StopReason
 
 
 def _locked() -> sqlite3.OperationalError:

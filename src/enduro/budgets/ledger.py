@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from enduro.budgets.pricing import TokenCounts, nano_to_usd
-from enduro.checkpointing.db import Database, Transaction
 from enduro.errors import BudgetStop, StopReason
+from enduro.storage import Database, Transaction
 
 # Key space of the per-thread advisory lock (the migration lock uses a single bigint key,
 # a separate key space).
@@ -134,12 +134,7 @@ class Ledger:
         self.db = db
 
     async def _lock(self, tx: Transaction, thread_id: str) -> None:
-        if self.db.dialect == "postgres":
-            await tx.fetchone(
-                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_LOCK_CLASS, thread_id)
-            )
-        # SQLite: the transaction began with BEGIN IMMEDIATE, which already excludes every
-        # other writer of the database file.
+        await self.db.lock(tx, _LOCK_CLASS, thread_id)
 
     async def reserve(
         self,

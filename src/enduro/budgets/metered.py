@@ -14,7 +14,7 @@ quota, a bad key, a too-long context or any other refusal stops the run at once 
 `stop_reason` that says what to fix. The SDK's own retries are off (ChatOpenAI
 max_retries=0), so every attempt is a ledger row.
 
-Database outages are waited out by the database's own retries (`checkpointing.outage`); an
+Database outages are waited out by the database's own retries (`storage.outage`); an
 answer whose settlement still cannot be written is kept on disk (`budgets.spool`) and used,
 and settled, when the resumed run makes the same request, so it is paid once.
 

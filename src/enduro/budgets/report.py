@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enduro.budgets.ledger import Ledger, SpendLine, Totals
-from enduro.checkpointing.db import Database
 from enduro.forecast import StepCost, step_costs
+from enduro.storage import Database
 
 
 def _money(usd: float) -> str:

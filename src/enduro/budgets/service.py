@@ -20,33 +20,10 @@ from enduro.budgets.clock import ActiveClock
 from enduro.budgets.ledger import Ledger
 from enduro.budgets.limits import deadline_epoch, final_reserve_usd, time_left
 from enduro.budgets.pricing import resolve_price
-from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
-from enduro.checkpointing.migrations import migrate
-from enduro.checkpointing.outage import OutagePolicy, outage_seconds_from_env
 from enduro.context import EnduroContext
 from enduro.settings import Settings
-
-
-@contextlib.asynccontextmanager
-async def open_database(url: str) -> AsyncIterator[Database]:
-    """enduro's tables (migrated) on `url`, without a checkpointer."""
-    from enduro.checkpointing.backend import is_postgres, postgres_pool, sqlite_path
-
-    db: Database
-    outage = OutagePolicy(timeout=outage_seconds_from_env())
-    if is_postgres(url):
-        async with postgres_pool(url, max_size=4, outage=outage) as pool:
-            db = PostgresDatabase(pool, outage)
-            await migrate(db)
-            yield db
-        return
-    path = sqlite_path(url)
-    # Off the event loop: `langgraph dev` rejects blocking file-system calls in a node.
-    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-    async with sqlite_connection(str(path)) as conn:
-        db = SqliteDatabase(conn, outage)
-        await migrate(db)
-        yield db
+from enduro.storage import open_database
+from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
 
 
 class BudgetService:
@@ -76,7 +53,10 @@ class BudgetService:
                 # Kept open for the life of the process (the dev server's), like its saver.
                 stack = contextlib.AsyncExitStack()
                 db = await stack.enter_async_context(
-                    open_database(Settings.from_env().database_url)
+                    open_database(
+                        Settings.from_env().database_url,
+                        OutagePolicy(timeout=outage_seconds_from_env()),
+                    )
                 )
                 self._lazy[loop] = (stack, Ledger(db))
         return self._lazy[loop][1]

@@ -9,8 +9,8 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from enduro.checkpointing.backend import open_backend
 from enduro.settings import Settings
+from enduro.storage import open_backend
 
 
 @asynccontextmanager

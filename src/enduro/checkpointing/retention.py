@@ -8,7 +8,7 @@ checkpoints need.
 
 from __future__ import annotations
 
-from enduro.checkpointing.db import Database
+from enduro.storage import Database
 
 DEFAULT_KEEP_CHECKPOINTS = 20
 """Checkpoints kept per thread unless the caller (`--keep-checkpoints`) says otherwise."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enduro._redact import redact
-from enduro.checkpointing.backend import Backend
 from enduro.dashboard import source
+from enduro.storage import Backend
 
 # A resume that fails at once (no model endpoint, bad limits) is reported to the caller;
 # one that is still running after this long is taken to have started.

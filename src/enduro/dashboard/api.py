@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from enduro.checkpointing.backend import Backend
 from enduro.client import Client
 from enduro.dashboard import actions, source
+from enduro.storage import Backend
 
 router = APIRouter(prefix="/api", tags=["threads"])
 

@@ -93,9 +93,9 @@ async def _serve(
 ) -> None:
     import uvicorn
 
-    from enduro.checkpointing.threads import adopt_orphans
     from enduro.client import Client
     from enduro.dashboard.app import create_app
+    from enduro.threads import adopt_orphans
 
     # Opened (and migrated) before serving: an unreachable database is exit 2 with a message.
     async with Client(database_url) as client:

@@ -24,13 +24,13 @@ import json
 import time
 from typing import Any
 
+from enduro import threads
 from enduro.budgets.report import load_spend
-from enduro.checkpointing import threads
-from enduro.checkpointing.backend import Backend
-from enduro.checkpointing.threads import ThreadRow
 from enduro.client import Client
 from enduro.errors import UnknownThread
 from enduro.status import build_status, checkpoint_values
+from enduro.storage import Backend
+from enduro.threads import ThreadRow
 
 # Stored statuses a filter on the shown (effective) status must look at: a `running` row
 # whose holder died shows as `paused` (crashed).

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from enduro.checkpointing.db import Database
+from enduro.storage import Database
 
 
 def args_sha256(args: Any) -> str:

@@ -18,11 +18,11 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from enduro.checkpointing.db import Database
 from enduro.hitl.interrupts import Pending, pending_of
+from enduro.storage import Database
 
 if TYPE_CHECKING:
-    from enduro.checkpointing.backend import Backend
+    from enduro.storage import Backend
 
 
 # LangGraph's channel names for task control writes (langgraph._internal._constants), read

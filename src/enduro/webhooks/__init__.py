@@ -5,7 +5,5 @@ LangChain callback handler bound to the graph (`handler`) and by the runner at s
 boundaries (`session`), and delivered in the background by an httpx sender (`sender`),
 signed per the Standard Webhooks spec (`signing`). docs/webhooks.md is the user's guide.
 
-This package's `__init__` imports nothing: `enduro.checkpointing.migrations` imports the
-outbox DDL from `enduro.webhooks.schema`, and the rest of the package imports the
-checkpointing layer, so eager imports here would make a cycle.
+The outbox's tables are defined with every other table in `enduro.storage.migrations`.
 """

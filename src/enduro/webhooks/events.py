@@ -16,9 +16,10 @@ from typing import Any
 
 from enduro._redact import redact
 from enduro.budgets.report import SpendView
-from enduro.checkpointing.threads import ThreadRow, this_owner
 from enduro.context import EnduroContext
 from enduro.status import build_status
+from enduro.storage.leases import this_owner
+from enduro.threads import ThreadRow
 
 SCHEMA_VERSION = 1
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enduro.checkpointing.db import Database, Row, Transaction
-from enduro.checkpointing.threads import owner_alive
+from enduro.storage import Database, Row, Transaction
+from enduro.storage.leases import owner_alive
 from enduro.webhooks.config import endpoint_id
 
 Render = Callable[[int, str, float], str]

@@ -24,8 +24,8 @@ import httpx
 
 from enduro._redact import redact
 from enduro._retry_after import retry_after_of
-from enduro.checkpointing.db import Database
-from enduro.checkpointing.threads import this_owner
+from enduro.storage import Database
+from enduro.storage.leases import this_owner
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig
 from enduro.webhooks.events import MAX_ERROR_CHARS

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from enduro import threads
 from enduro._redact import redact
 from enduro.budgets.report import SpendView, load_spend
-from enduro.checkpointing.backend import open_backend
-from enduro.checkpointing.db import Database
-from enduro.checkpointing.outage import DatabaseUnreachable
-from enduro.checkpointing.threads import ThreadRow
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError
 from enduro.settings import Settings
+from enduro.status import checkpoint_values
+from enduro.storage import Backend, Database, open_backend
+from enduro.storage.outage import DatabaseUnreachable
+from enduro.threads import ThreadRow
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig
 from enduro.webhooks.events import MAX_ERROR_CHARS, ThreadView, render_body, snapshot
@@ -315,3 +318,26 @@ class EnvWebhooks:
 def env_handler() -> WebhookHandler:
     """The handler bound to the module-level graph for `langgraph dev`."""
     return WebhookHandler(EnvWebhooks())
+
+
+async def thread_cancelled(backend: Backend, thread_id: str) -> None:
+    """`enduro cancel` of a thread no process is running: its run.cancelled comes from
+    here (a running thread's comes from its own finish node)."""
+    try:
+        config = dataclasses.replace(WebhookConfig.from_env(), urls=())
+    except ConfigError as exc:
+        print(f"enduro: webhooks: {exc}", file=sys.stderr)
+        config = WebhookConfig()
+    row = await threads.get_thread(backend.db, thread_id)
+    session = WebhookSession(backend.db, config)
+    try:
+        if row is None or not await session.attach(thread_id):
+            return
+        values, _ = await checkpoint_values(backend, thread_id)
+        view = session.handler.prime(thread_id, values, row.context, row.segments)
+        view.status, view.stop_reason = "cancelled", "cancel"
+        await session.handler.emit(
+            thread_id, "run.cancelled", {}, f"run.cancelled:cli:{row.segments}"
+        )
+    finally:
+        await session.close()

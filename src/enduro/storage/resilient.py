@@ -35,7 +35,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg_pool import AsyncConnectionPool
 
-from enduro.checkpointing.outage import OutagePolicy
+from enduro.storage.outage import OutagePolicy
 
 log = logging.getLogger(__name__)
 

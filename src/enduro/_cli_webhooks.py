@@ -9,7 +9,6 @@ imported by the commands that use them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -21,8 +20,8 @@ from enduro.settings import Settings
 from enduro.webhooks.config import WebhookConfig, endpoint_id, new_secret, secret_bytes
 
 if TYPE_CHECKING:
-    from enduro.checkpointing.backend import Backend
     from enduro.client import WebhookBacklog
+    from enduro.storage import Backend
 
 _seconds_arg = number(float)
 
@@ -103,33 +102,6 @@ def config_from_args(args: argparse.Namespace) -> WebhookConfig:
         heartbeat_seconds=getattr(args, "webhook_heartbeat", None),
         timeout_seconds=getattr(args, "webhook_timeout", None),
     )
-
-
-async def thread_cancelled(backend: Backend, thread_id: str) -> None:
-    """`enduro cancel` of a thread no process is running: its run.cancelled comes from
-    here (a running thread's comes from its own finish node)."""
-    from enduro.checkpointing import threads
-    from enduro.status import checkpoint_values
-    from enduro.webhooks.session import WebhookSession
-
-    try:
-        config = dataclasses.replace(WebhookConfig.from_env(), urls=())
-    except ConfigError as exc:
-        print(f"enduro: webhooks: {exc}", file=sys.stderr)
-        config = WebhookConfig()
-    row = await threads.get_thread(backend.db, thread_id)
-    session = WebhookSession(backend.db, config)
-    try:
-        if row is None or not await session.attach(thread_id):
-            return
-        values, _ = await checkpoint_values(backend, thread_id)
-        view = session.handler.prime(thread_id, values, row.context, row.segments)
-        view.status, view.stop_reason = "cancelled", "cancel"
-        await session.handler.emit(
-            thread_id, "run.cancelled", {}, f"run.cancelled:cli:{row.segments}"
-        )
-    finally:
-        await session.close()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,28 +1,38 @@
-"""A small async SQL facade over PostgreSQL (psycopg pool) and SQLite (aiosqlite).
+"""The database facade: one small async SQL interface over PostgreSQL and SQLite.
 
-enduro's own tables are written with one SQL text for both: `%s` placeholders (rewritten to
-`?` for SQLite), `ON CONFLICT` upserts and types both engines accept.
+Invariants:
+
+- enduro's SQL is one text for both engines: `%s` placeholders (the SQLite class rewrites
+  them to `?`), `ON CONFLICT` upserts, and column types both engines accept (TEXT, INTEGER,
+  BIGINT, DOUBLE PRECISION). Rows come back as plain dicts (`Row`) from either engine.
+- A `transaction()` block commits when it exits normally and rolls back when it raises.
+- What differs between the engines lives in the two subclasses of `Database`,
+  `PostgresDatabase` (a psycopg pool shared with the checkpoint saver) and `SqliteDatabase`
+  (one aiosqlite connection), and nowhere else: how connections are held, how a
+  transaction begins, how a lock is taken.
 
 Every statement, and every transaction run through `transact`, goes through the database's
 `OutagePolicy`: while the database cannot be reached (or, on SQLite, is locked by another
 process) it is retried with backoff, and after the outage timeout it raises
-`DatabaseUnreachable` (see `enduro.checkpointing.outage`).
+`DatabaseUnreachable` (see `enduro.storage.outage`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import aiosqlite
 from psycopg_pool import AsyncConnectionPool
 
-from enduro.checkpointing.outage import OutagePolicy
+from enduro.storage.outage import OutagePolicy
 
 Row = dict[str, Any]
+"""One result row: column name -> value."""
 Dialect = Literal["postgres", "sqlite"]
 T = TypeVar("T")
 
@@ -40,19 +50,85 @@ class Transaction(Protocol):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
 
-class Database(Protocol):
-    dialect: Dialect
+class Database(ABC):
+    """enduro's tables on one engine: statements, queries, transactions and locks.
+
+    Outside a transaction every `execute` commits on its own. Every call waits out an
+    unreachable database through `outage` (see `enduro.storage.outage`).
+    """
+
+    dialect: ClassVar[Dialect]
     outage: OutagePolicy
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-    async def script(self, statements: Sequence[str]) -> None: ...
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
-    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T: ...
+    @abstractmethod
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run and commit one statement.
+
+        Args:
+            sql: One statement with `%s` placeholders.
+            params: The placeholder values, in order.
+
+        Returns:
+            The number of rows the statement changed.
+
+        Raises:
+            DatabaseUnreachable: The outage outlasted the policy's timeout.
+        """
+
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run one query; returns its first row, or None when it has none."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one query; returns all its rows."""
+
+    @abstractmethod
+    async def script(self, statements: Sequence[str]) -> None:
+        """Run parameterless statements (DDL) in one transaction."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One transaction, not retried: prefer `transact`, which retries all of it.
+
+        On SQLite the block holds the file's write lock from its start, so a read then a
+        write inside it cannot be interleaved with another writer's.
+        """
+
+    @abstractmethod
+    async def lock(self, tx: Transaction, namespace: int, key: str | None = None) -> None:
+        """Hold an exclusive lock on (`namespace`, `key`) until `tx` ends.
+
+        Args:
+            tx: The transaction that owns the lock.
+            namespace: A number naming what is locked (one per kind of lock).
+            key: What is locked within the namespace (a thread id), or None to lock the
+                whole namespace.
+        """
+
+    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T:
+        """Run `body` in one transaction, all of it again while the database is unreachable.
+
+        Args:
+            body: The statements; must be repeatable (it may run more than once, and only
+                the run that commits counts).
+            what: Names the transaction in log lines.
+
+        Returns:
+            What `body` returned in the run that committed.
+
+        Raises:
+            DatabaseUnreachable: The outage outlasted the policy's timeout.
+        """
+
+        async def once() -> T:
+            async with self.transaction() as tx:
+                return await body(tx)
+
+        return await self.outage.call(once, what)
 
 
-class PostgresDatabase:
+class PostgresDatabase(Database):
     """enduro's tables on PostgreSQL, through a psycopg pool.
 
     Args:
@@ -60,7 +136,7 @@ class PostgresDatabase:
         outage: the retry policy for unreachable-database errors.
     """
 
-    dialect: Dialect = "postgres"
+    dialect: ClassVar[Dialect] = "postgres"
 
     def __init__(self, pool: AsyncConnectionPool[Any], outage: OutagePolicy | None = None) -> None:
         self.pool = pool
@@ -108,23 +184,19 @@ class PostgresDatabase:
         async with self._connection() as conn, conn.transaction():
             yield _PostgresTransaction(conn)
 
-    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T:
-        """Run `body` in one transaction, all of it again while the database is unreachable.
+    async def lock(self, tx: Transaction, namespace: int, key: str | None = None) -> None:
+        """See `Database.lock`: a transaction-level advisory lock, released by commit or
+        rollback and never leaked by a crash.
 
-        Args:
-            body: the statements; must be repeatable (it may run more than once, and only
-                the run that commits counts).
-            what: names the transaction in log lines.
-
-        Raises:
-            DatabaseUnreachable: the outage outlasted the policy's timeout.
+        A whole namespace is the one-bigint key `namespace`; (namespace, key) is the two-int
+        key (`namespace`, hashtext(`key`)). PostgreSQL keeps the two forms apart.
         """
-
-        async def once() -> T:
-            async with self.transaction() as tx:
-                return await body(tx)
-
-        return await self.outage.call(once, what)
+        if key is None:
+            await tx.fetchone("SELECT pg_advisory_xact_lock(%s::bigint)", (namespace,))
+        else:
+            await tx.fetchone(
+                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (namespace, key)
+            )
 
 
 class _PostgresTransaction:
@@ -145,7 +217,7 @@ class _PostgresTransaction:
         return [dict(r) for r in await cur.fetchall()]
 
 
-class SqliteDatabase:
+class SqliteDatabase(Database):
     """enduro's tables in a SQLite file, through one aiosqlite connection.
 
     Args:
@@ -153,7 +225,7 @@ class SqliteDatabase:
         outage: the retry policy for "database is locked / busy" errors.
     """
 
-    dialect: Dialect = "sqlite"
+    dialect: ClassVar[Dialect] = "sqlite"
 
     def __init__(self, conn: aiosqlite.Connection, outage: OutagePolicy | None = None) -> None:
         self.conn = conn
@@ -224,15 +296,12 @@ class SqliteDatabase:
                 raise
             await self.conn.commit()
 
-    async def transact(self, body: Callable[[Transaction], Awaitable[T]], what: str) -> T:
-        """Run `body` in one transaction, all of it again while the file is locked by
-        another process (see `PostgresDatabase.transact`)."""
+    async def lock(self, tx: Transaction, namespace: int, key: str | None = None) -> None:
+        """See `Database.lock`: nothing to do.
 
-        async def once() -> T:
-            async with self.transaction() as tx:
-                return await body(tx)
-
-        return await self.outage.call(once, what)
+        The transaction began with BEGIN IMMEDIATE, which already excludes every other writer
+        of the database file, whatever the namespace and key.
+        """
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

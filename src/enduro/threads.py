@@ -7,22 +7,13 @@ without loading a checkpoint: goal, context (limits), lifecycle status and a lea
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from enduro.checkpointing.db import Database, Row
 from enduro.context import EnduroContext
 from enduro.errors import StopReason
-
-if TYPE_CHECKING:
-    from enduro.checkpointing.backend import Backend
-
-HEARTBEAT_SECONDS = 5.0
-# A lease not renewed for this long belongs to a dead process, even on another machine.
-STALE_SECONDS = 30.0
+from enduro.storage import Backend, Database, Row
+from enduro.storage.leases import owner_alive, this_owner
 
 
 @dataclass(frozen=True)
@@ -61,26 +52,6 @@ class ThreadRow:
         if self.status == "running" and not owner_alive(self.owner, self.heartbeat_at, now):
             return "paused", StopReason.CRASHED.value
         return self.status, self.stop_reason
-
-
-def this_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str | None, heartbeat_at: float | None, now: float | None = None) -> bool:
-    now = time.time() if now is None else now
-    if owner is None or heartbeat_at is None or now - heartbeat_at > STALE_SECONDS:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        # Same machine: a kill -9 shows at once, no need to wait for the lease to expire.
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
 
 
 _COLUMNS = (

@@ -1,7 +1,15 @@
-"""Open the one database that holds everything: LangGraph's checkpoints and enduro's tables."""
+"""Open the one database that holds everything: LangGraph's checkpoints and enduro's tables.
+
+A `Backend` pairs enduro's facade (`Database`) with LangGraph's checkpoint saver on the same
+database: on PostgreSQL they share one pool, on SQLite each has its own connection to the
+file. Opening migrates both schemas unless told not to, so every entry point (CLI, runner,
+`langgraph dev`) finds the tables it needs. A database URL is `postgresql://…` (or
+`postgres://…`) or a SQLite file: `sqlite:///abs/path`, `sqlite:rel/path` or a bare path.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,11 +22,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from enduro._redact import redact
-from enduro.checkpointing.db import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
-from enduro.checkpointing.migrations import migrate
-from enduro.checkpointing.outage import OutagePolicy
-from enduro.checkpointing.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
 from enduro.errors import ConfigError
+from enduro.storage.database import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
+from enduro.storage.migrations import migrate
+from enduro.storage.outage import OutagePolicy
+from enduro.storage.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
 
 POOL_RECONNECT_SECONDS = 2.0
 """How long the pool keeps re-trying one lost connection in the background (backoff 1, 2 s)
@@ -30,11 +38,16 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 
 def is_postgres(url: str) -> bool:
+    """Whether `url` names a PostgreSQL database (rather than a SQLite file)."""
     return url.startswith(("postgresql://", "postgres://"))
 
 
 def sqlite_path(url: str) -> Path:
-    """`sqlite:///abs`, `sqlite:rel` or a bare path -> the file path."""
+    """The file a SQLite URL (`sqlite:///abs`, `sqlite:rel` or a bare path) names.
+
+    Raises:
+        ConfigError: `url` has a scheme enduro does not support.
+    """
     if url.startswith("sqlite://"):
         return Path(url.removeprefix("sqlite://"))
     if url.startswith("sqlite:"):
@@ -61,6 +74,7 @@ class Backend:
         return self.db.outage
 
     async def migrate(self) -> int:
+        """Create or upgrade the saver's tables and enduro's; returns enduro's schema version."""
         await self.saver.setup()  # type: ignore[attr-defined]
         return await migrate(self.db)
 
@@ -172,3 +186,38 @@ async def postgres_pool(
 async def _postgres(url: str, outage: OutagePolicy) -> AsyncIterator[Backend]:
     async with postgres_pool(url, outage=outage) as pool:
         yield Backend(url, PostgresDatabase(pool, outage), ResilientPostgresSaver(pool, outage))
+
+
+@asynccontextmanager
+async def open_database(url: str, outage: OutagePolicy | None = None) -> AsyncIterator[Database]:
+    """enduro's tables on `url`, migrated, without a checkpoint saver.
+
+    For code that needs the tables but not the checkpoints (the budget ledger under
+    `langgraph dev`, whose server brings its own saver): a small pool on PostgreSQL, and a
+    SQLite file created when missing.
+
+    Args:
+        url: `postgresql://…`, `sqlite:…` or a SQLite file path.
+        outage: How long calls wait out an unreachable database; default `OutagePolicy()`.
+
+    Yields:
+        The open database, closed when the block exits.
+
+    Raises:
+        ConfigError: A bad URL, or a PostgreSQL server that refuses the first connection.
+    """
+    outage = outage or OutagePolicy()
+    db: Database
+    if is_postgres(url):
+        async with postgres_pool(url, max_size=4, outage=outage) as pool:
+            db = PostgresDatabase(pool, outage)
+            await migrate(db)
+            yield db
+        return
+    path = sqlite_path(url)
+    # Off the event loop: `langgraph dev` rejects blocking file-system calls in a node.
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    async with sqlite_connection(str(path)) as conn:
+        db = SqliteDatabase(conn, outage)
+        await migrate(db)
+        yield db
