@@ -224,3 +224,57 @@ def _wait_for(client: httpx.Client, tid: str, ok: Any, timeout: float = 90) -> d
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
+
+
+def _waiting(db_url: str, env: dict[str, str], *extra: str) -> tuple[str, dict[str, Any]]:
+    tid = str(uuid.uuid4())
+    done = run_cli(
+        ["run", "Tidy the notes", "--thread-id", tid, "--db", db_url, "--json", *extra], env
+    )
+    assert done.returncode == 6, done.stderr
+    return tid, json.loads(done.stdout)
+
+
+def test_a_waiting_tool_call_is_approved_from_the_api(db_url: str, tmp_path: Path) -> None:
+    write = ("write_file", {"path": "a.txt", "content": "from the dashboard"})
+    with ScriptedLLM(steps=["Write"], act_script={"s1": [[write]]}) as llm:
+        env = cli_env(llm, tmp_path)
+        tid, _ = _waiting(db_url, env, "--approve", "write_file")
+        with Dashboard(db_url, env) as dash, httpx.Client(base_url=dash.url) as client:
+            status = client.get(f"/api/threads/{tid}").json()
+            [item] = status["interrupts"]
+            assert status["status"] == "waiting" and item["kind"] == "approval"
+            assert item["args"] == {"path": "a.txt", "content": "from the dashboard"}
+            headers = _csrf(client)
+            assert client.post(f"/api/threads/{tid}/approve").status_code == 403  # no CSRF
+            wrong = client.post(f"/api/threads/{tid}/answer", headers=headers, json={"text": "hi"})
+            assert wrong.status_code == 409 and "waits for approval" in wrong.text
+            ok = client.post(
+                f"/api/threads/{tid}/approve", headers=headers, json={"interrupt_id": item["id"]}
+            )
+            assert ok.status_code == 202, ok.text
+            final = _wait_for(client, tid, lambda s: s["status"] == "completed")
+            assert final["interrupts"] == []
+            again = client.post(f"/api/threads/{tid}/approve", headers=headers)
+            assert again.status_code == 409
+        assert (tmp_path / "ws" / tid / "a.txt").read_text() == "from the dashboard"
+
+
+def test_a_waiting_question_is_answered_from_the_api(db_url: str, tmp_path: Path) -> None:
+    ask = ("ask_human", {"question": "Which <b>colour</b>?"})
+    with ScriptedLLM(steps=["Design"], act_script={"s1": [[ask]]}) as llm:
+        env = cli_env(llm, tmp_path)
+        tid, status = _waiting(db_url, env)
+        [item] = status["interrupts"]
+        with Dashboard(db_url, env) as dash, httpx.Client(base_url=dash.url) as client:
+            headers = _csrf(client)
+            empty = client.post(f"/api/threads/{tid}/answer", headers=headers, json={"text": ""})
+            assert empty.status_code == 422
+            ok = client.post(
+                f"/api/threads/{tid}/answer",
+                headers=headers,
+                json={"interrupt_id": item["id"], "text": "-teal, like the old one"},
+            )
+            assert ok.status_code == 202, ok.text
+            _wait_for(client, tid, lambda s: s["status"] == "completed")
+        assert [m["content"] for m in llm.tool_results("s1")] == ["-teal, like the old one"]

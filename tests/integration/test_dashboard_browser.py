@@ -191,3 +191,27 @@ def test_bound_beyond_loopback_the_page_asks_for_the_token(
         assert page.request.get(base + "api/threads").status == 200  # the session cookie
         page.click("#logout button")
         expect(page).to_have_url(base + "login")
+
+
+def test_a_waiting_tool_call_is_approved_with_the_button(page: Page, tmp_path: Path) -> None:
+    write = ("write_file", {"path": "notes.md", "content": "<b>approved</b>"})
+    db = str(tmp_path / "e.sqlite")
+    with ScriptedLLM(steps=["Write the notes"], act_script={"s1": [[write]]}) as llm:
+        env = cli_env(llm, tmp_path)
+        tid = str(uuid.uuid4())
+        done = run_cli(
+            ["run", "Tidy the notes", "--thread-id", tid, "--db", db, "--approve", "write_file"],
+            env,
+        )
+        assert done.returncode == 6, done.stderr
+        with Dashboard(db, env) as dash:
+            page.goto(f"{dash.url}threads/{tid}")
+            card = page.locator("[data-interrupt]")
+            expect(card).to_contain_text("Approve tool call: write_file")
+            expect(card.locator("pre")).to_contain_text('"content": "<b>approved</b>"')
+            expect(page.locator("#status .badge")).to_have_text("waiting")
+            page.screenshot(path=str(artifact("thread-waiting.png")), full_page=True)
+            card.get_by_role("button", name="Approve").click()
+            expect(page.locator("#status .badge")).to_have_text("completed", timeout=60_000)
+            expect(page.locator("#interrupts")).to_be_hidden()
+        assert (tmp_path / "ws" / tid / "notes.md").read_text() == "<b>approved</b>"

@@ -50,11 +50,13 @@ class Limits(BaseModel):
     """New limits for a resume; a limit left out carries over. All must be positive."""
 
     model_config = ConfigDict(extra="forbid")
-    max_usd: float | None = Field(None, gt=0, allow_inf_nan=False, description="US dollars")
-    max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False, description="minutes")
-    max_iterations: int | None = Field(None, gt=0)
-    max_llm_calls: int | None = Field(None, gt=0)
-    max_tool_calls: int | None = Field(None, gt=0)
+    max_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="US dollars")
+    max_minutes: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="minutes"
+    )
+    max_iterations: int | None = Field(default=None, gt=0)
+    max_llm_calls: int | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, gt=0)
 
 
 class ActionResult(BaseModel):
@@ -196,6 +198,59 @@ async def resume(request: Request, thread_id: str, limits: Limits | None = None)
     except source.Conflict as exc:
         return error(409, "conflict", str(exc))
     return JSONResponse({"thread_id": thread_id, "outcome": "started"}, status_code=202)
+
+
+class Decision(BaseModel):
+    """Which interrupt (see the status's `interrupts`); may be left out when one is pending."""
+
+    model_config = ConfigDict(extra="forbid")
+    interrupt_id: str | None = Field(default=None, max_length=200)
+
+
+class Rejection(Decision):
+    reason: str | None = Field(default=None, max_length=4000, description="the model reads it")
+
+
+class Answer(Decision):
+    text: str = Field(min_length=1, max_length=20000, description="the answer")
+
+
+async def _respond(
+    request: Request, thread_id: str, command: str, decision: Decision, text: str | None
+) -> Any:
+    try:
+        await actions.respond(
+            request.app.state.runs,
+            _backend(request),
+            thread_id,
+            command,
+            decision.interrupt_id,
+            text,
+        )
+    except source.NotFound:
+        return _unknown(thread_id)
+    except source.Conflict as exc:
+        return error(409, "conflict", str(exc))
+    return JSONResponse({"thread_id": thread_id, "outcome": "started"}, status_code=202)
+
+
+@router.post("/threads/{thread_id}/approve", response_model=ActionResult, status_code=202)
+async def approve(request: Request, thread_id: str, decision: Decision | None = None) -> Any:
+    """As `enduro approve THREAD_ID [--id ID]`: run the waiting tool call and continue."""
+    return await _respond(request, thread_id, "approve", decision or Decision(), None)
+
+
+@router.post("/threads/{thread_id}/reject", response_model=ActionResult, status_code=202)
+async def reject(request: Request, thread_id: str, decision: Rejection | None = None) -> Any:
+    """As `enduro reject THREAD_ID [--id ID] [--reason TEXT]`: skip the call and continue."""
+    decision = decision or Rejection()
+    return await _respond(request, thread_id, "reject", decision, decision.reason)
+
+
+@router.post("/threads/{thread_id}/answer", response_model=ActionResult, status_code=202)
+async def answer(request: Request, thread_id: str, decision: Answer) -> Any:
+    """As `enduro answer THREAD_ID [--id ID] TEXT`: answer the waiting question, continue."""
+    return await _respond(request, thread_id, "answer", decision, decision.text)
 
 
 def _unknown(thread_id: str) -> JSONResponse:

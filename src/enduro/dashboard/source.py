@@ -28,6 +28,7 @@ from enduro import threads
 from enduro.budgets.report import load_spend
 from enduro.client import Client
 from enduro.errors import UnknownThread
+from enduro.hitl.waiting import thread_interrupts
 from enduro.status import build_status, checkpoint_values
 from enduro.storage import Backend
 from enduro.threads import ThreadRow
@@ -83,7 +84,9 @@ def lease(row: ThreadRow, now: float | None = None) -> dict[str, Any]:
 async def status_of(backend: Backend, row: ThreadRow) -> dict[str, Any]:
     """The status contract (with `forecast`) plus `lease` and `plan_detail` (summaries)."""
     values, checkpoint_id = await checkpoint_values(backend, row.thread_id)
-    status = build_status(row, values, checkpoint_id, await load_spend(backend.db, row.thread_id))
+    spend = await load_spend(backend.db, row.thread_id)
+    pending = await thread_interrupts(backend, row.thread_id)
+    status = build_status(row, values, checkpoint_id, spend, pending)
     status["lease"] = lease(row)
     status["plan_detail"] = [
         {

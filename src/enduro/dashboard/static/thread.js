@@ -86,11 +86,42 @@ function renderActions(s) {
       form.elements.max_usd.value = (Math.ceil(s.forecast.usd.high * 1.1 * 100) / 100).toFixed(2);
     }
   }
+  renderInterrupts(s.interrupts || []);
+}
+
+// What a waiting thread asks: approve or reject a tool call, or answer a question. Each
+// button POSTs the answer; the run continues in a process of its own.
+function renderInterrupts(interrupts) {
   const box = document.getElementById("interrupts");
-  const interrupts = s.interrupts || [];
+  const ids = interrupts.map((i) => i.id).join(",");
+  if (box.dataset.ids === ids) return;  // keep what the person is typing
+  box.dataset.ids = ids;
   box.hidden = !interrupts.length;
-  box.replaceChildren(...interrupts.map((i) => el("div", { class: "warnbox",
-    text: (i.kind || "interrupt") + ": " + (i.question || i.tool || "") })));
+  box.replaceChildren(...interrupts.map(interruptCard));
+}
+
+function interruptCard(i) {
+  const card = el("div", { class: "warnbox interrupt", "data-interrupt": i.id });
+  const approval = i.kind === "approval";
+  const text = el("input", { type: "text", class: "reply",
+    placeholder: approval ? "reason (optional)" : "your answer" });
+  const send = (path, body, done) => act(path, Object.assign({ interrupt_id: i.id }, body), () => done);
+  const heading = { approval: "Approve tool call: ", question: "Question: ",
+    unknown_outcome: "Did this call happen? " }[i.kind] || "Waiting: ";
+  card.append(el("div", {}, el("strong", { text: heading }), i.question || i.tool || ""));
+  if (i.args) card.append(el("pre", { class: "report small", text: JSON.stringify(i.args, null, 2) }));
+  card.append(text);
+  if (approval) {
+    card.append(el("div", {},
+      el("button", { class: "primary", type: "button", onclick: () =>
+        send("/approve", {}, "Approved: the run continues.") }, "Approve"), " ",
+      el("button", { class: "danger", type: "button", onclick: () =>
+        send("/reject", { reason: text.value || null }, "Rejected: the run continues.") }, "Reject")));
+  } else {
+    card.append(el("div", {}, el("button", { class: "primary", type: "button", onclick: () =>
+      send("/answer", { text: text.value }, "Answered: the run continues.") }, "Answer")));
+  }
+  return card;
 }
 
 function eventDetail(e) {
