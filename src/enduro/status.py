@@ -96,8 +96,10 @@ def build_status(
         "warnings": values.get("warnings") or [],
         "budget": values.get("budget") or {},
         "report": report,
+        # Only a waiting thread waits: a cancelled one's leftover interrupts are not shown.
         "interrupts": [
-            _interrupt(p, row.context.approval_timeout_seconds) for p in interrupts or ()
+            _interrupt(p, row.context.approval_timeout_seconds)
+            for p in (interrupts or () if status == "waiting" else ())
         ],
         "checkpoint_id": checkpoint_id,
         "segments": row.segments,

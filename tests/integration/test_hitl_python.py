@@ -88,3 +88,15 @@ async def test_client_answers_a_question_and_rejects_an_approval(
     results = [m["content"] for m in llm_env.tool_results("s1")]
     assert results[0] == "out.txt"
     assert "write nothing today" in results[1]
+
+
+async def test_cancelling_a_waiting_thread(db_url: str, llm_env: ScriptedLLM) -> None:
+    llm_env.steps = ["Write"]
+    llm_env.act_script = {"s1": [[("write_file", {"path": "a.txt", "content": "x"})]]}
+    async with Client(db_url) as client:
+        created = await client.create("w", context=EnduroContext(model="m", approve=["*"]))
+        assert (await client.resume(created.thread_id)).status == "waiting"
+        result = await client.cancel(created.thread_id)
+        assert result.action == "cancelled"
+        status = await client.status(created.thread_id)
+        assert (status.status, status.to_json()["interrupts"]) == ("cancelled", [])
