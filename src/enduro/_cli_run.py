@@ -80,10 +80,12 @@ async def run_or_resume(
         if args.command == "run":
             created = await client.create(args.goal, context=context, thread_id=args.thread_id)
             thread_id, overrides = created.thread_id, ContextOverrides()
-            progress.say(f"thread {thread_id}")
+            # Hints name the thread as the user does: by its name when it has one.
+            shown = created.name or thread_id
+            progress.say(f"thread {thread_id}" + (f" ({created.name})" if created.name else ""))
         else:
-            thread_id = args.thread_id
-        answers = await _answers(client, args)
+            thread_id, shown = await client.resolve(args.thread_id), args.thread_id
+        answers = await _answers(client, args, thread_id)
         webhooks = WebhookSession(client.backend.db, hooks)
         options = RunOptions(
             overrides=overrides,
@@ -98,13 +100,13 @@ async def run_or_resume(
         known: threads.ThreadRow | None = None
         try:
             known = await threads.get_thread(client.backend.db, thread_id)
-            outcome = await _segment(client, thread_id, options, progress, gate)
+            outcome = await _segment(client, thread_id, shown, options, progress, gate)
         except DatabaseUnreachable as exc:
             # Before the graph ran: resumable all the same.
             outcome = Outcome(thread_id, "paused", exc.stop_reason)
         await _teardown(webhooks, thread_id, gate, progress)
         status = await _final_status(client, known, outcome)
-    _explain(outcome, progress, thread_id)
+    _explain(outcome, progress, shown)
     if not args.json and outcome.status not in ("paused", "waiting"):
         progress.say(status.report or "")
     return outcome.exit_code, status
@@ -137,6 +139,7 @@ def _before_run(
 async def _segment(
     client: Client,
     thread_id: str,
+    shown: str,
     options: RunOptions,
     progress: Progress,
     gate: SignalGate,
@@ -162,7 +165,7 @@ async def _segment(
     except asyncio.CancelledError:
         if not run.cancelled():
             raise
-        progress.say(f"stopped; resume with: enduro resume {thread_id}")
+        progress.say(f"stopped; resume with: enduro resume {shown}")
         return Outcome(thread_id, "paused", StopReason.SIGNAL.value)
 
 
@@ -194,25 +197,25 @@ async def _teardown(
         await webhooks.close(flush=False)
 
 
-async def _answers(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+async def _answers(client: Client, args: argparse.Namespace, thread_id: str) -> dict[str, Any]:
     """The resume map of `approve` / `reject` / `answer` (empty for run and resume)."""
     if args.command not in hitl_cli.ANSWER_COMMANDS:
         return {}
-    pending = list(await client.interrupts(args.thread_id))
+    pending = list(await client.interrupts(thread_id))
     item = hitl_cli.choose(args.thread_id, pending, args.interrupt_id, args.command)
     return {item.id: hitl_cli.answer_of(args)}
 
 
-def _explain(outcome: Outcome, progress: Progress, thread_id: str) -> None:
+def _explain(outcome: Outcome, progress: Progress, shown: str) -> None:
     if outcome.status == "waiting":
-        progress.say(hitl_cli.waiting_help(thread_id, list(outcome.interrupts)))
+        progress.say(hitl_cli.waiting_help(shown, list(outcome.interrupts)))
     elif outcome.status == "paused":
-        progress.say(f"paused; resume with: enduro resume {thread_id}")
+        progress.say(f"paused; resume with: enduro resume {shown}")
     elif outcome.status == "failed":
-        progress.say(f"failed: {outcome.stop_reason}\nresume with: enduro resume {thread_id}")
+        progress.say(f"failed: {outcome.stop_reason}\nresume with: enduro resume {shown}")
     elif outcome.status == "budget_exhausted":
         flag = (outcome.stop_reason or "").replace("_", "-")
         progress.say(
             f"stopped by {outcome.stop_reason}; raise it and resume: "
-            f"enduro resume {thread_id} --{flag} N"
+            f"enduro resume {shown} --{flag} N"
         )

@@ -124,6 +124,12 @@ async def run(args: argparse.Namespace) -> tuple[int, Any]:
             if not args.json:
                 _print_backlog(backlog, args.thread_id)
             return 0, backlog.to_json()
+        if args.thread_id:
+            # Names as well as ids (enduro.names).
+            if isinstance(args.thread_id, list):
+                args.thread_id = [await client.resolve(t) for t in args.thread_id]
+            else:
+                args.thread_id = await client.resolve(args.thread_id)
         return await _retry_or_deliver(client.backend, config, args)
 
 

@@ -104,12 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common, knobs], help="start a run for GOAL")
     run.add_argument("goal")
-    run.add_argument("--thread-id", help="id for the new thread (default: generated)")
+    run.add_argument(
+        "--thread-id",
+        metavar="ID_OR_NAME",
+        help="a UUID, or a name (e.g. nightly-report-7) that maps to a stable UUID; every "
+        "command then accepts the name (default: a new UUID)",
+    )
     resume = sub.add_parser("resume", parents=[common, knobs], help="continue a thread")
-    resume.add_argument("thread_id")
+    resume.add_argument("thread_id", metavar="THREAD", help="thread id or name")
     for name in ("status", "cancel", "report"):
         p = sub.add_parser(name, parents=[common], help=f"{name} a thread")
-        p.add_argument("thread_id")
+        p.add_argument("thread_id", metavar="THREAD", help="thread id or name")
     hitl_cli.add_commands(sub, [common, knobs])
     sub.add_parser("list", parents=[common], help="list threads")
     db = sub.add_parser("db", help="database maintenance")

@@ -34,6 +34,7 @@ from enduro.context import EnduroContext
 from enduro.errors import ConfigError, DatabaseUnavailable, StopReason, UnknownThread
 from enduro.hitl.interrupts import Pending
 from enduro.hitl.waiting import thread_interrupts
+from enduro.names import parse_thread_ref
 from enduro.settings import Settings
 from enduro.status import build_status, checkpoint_values
 from enduro.storage import Backend, open_backend
@@ -67,6 +68,8 @@ class ThreadStatus:
 
     thread_id: str
     """The thread's id (a UUID for threads enduro creates)."""
+    name: str | None
+    """The name it was created with (`--thread-id nightly-report-7`), or None."""
     goal: str
     """The goal the run was started with."""
     status: str
@@ -90,6 +93,7 @@ class ThreadStatus:
         """Wrap a status object (as printed by `enduro status --json`)."""
         return cls(
             thread_id=data["thread_id"],
+            name=data.get("name"),
             goal=data.get("goal", ""),
             status=data["status"],
             stop_reason=data.get("stop_reason"),
@@ -138,6 +142,8 @@ class ThreadSummary:
     """As in `ThreadStatus`."""
     goal: str
     """The goal the run was started with."""
+    name: str | None = None
+    """The thread's name, when it was created with one."""
 
     @property
     def resumable(self) -> bool:
@@ -145,10 +151,11 @@ class ThreadSummary:
         return self.status not in ("completed", "running")
 
     def to_json(self) -> dict[str, Any]:
-        """`{"thread_id", "status", "stop_reason", "goal", "resumable"}`, as `enduro list
-        --json` prints for each thread."""
+        """`{"thread_id", "name", "status", "stop_reason", "goal", "resumable"}`, as
+        `enduro list --json` prints for each thread."""
         return {
             "thread_id": self.thread_id,
+            "name": self.name,
             "status": self.status,
             "stop_reason": self.stop_reason,
             "goal": self.goal,
@@ -311,11 +318,20 @@ class Client:
         else:
             await opened.__aexit__(None, None, None)
 
+    async def resolve(self, thread: str) -> str:
+        """The id of a thread given by id or by name (`enduro.names`).
+
+        Returns:
+            The thread's id; for an unknown name, the id the name would have.
+        """
+        async with self._session() as backend:
+            return await threads.resolve_thread_id(backend.db, thread)
+
     async def status(self, thread: str) -> ThreadStatus:
         """The thread's status, as `enduro status THREAD --json` prints it.
 
         Args:
-            thread: the thread's id.
+            thread: the thread's id or name.
 
         Raises:
             enduro.errors.UnknownThread: no such thread in this database.
@@ -323,12 +339,12 @@ class Client:
         async with self._session() as backend:
             return await self._status(backend, thread)
 
-    async def _status(self, backend: Backend, thread_id: str) -> ThreadStatus:
+    async def _status(self, backend: Backend, ref: str) -> ThreadStatus:
+        thread_id = await threads.resolve_thread_id(backend.db, ref)
         row = await threads.load_thread(backend, thread_id)
         if row is None:
             raise UnknownThread(
-                f"unknown thread {thread_id!r}: `enduro list` shows the threads in "
-                f"{redact(backend.url)}"
+                f"unknown thread {ref!r}: `enduro list` shows the threads in {redact(backend.url)}"
             )
         values, checkpoint_id = await checkpoint_values(backend, thread_id)
         spend = await load_spend(backend.db, thread_id)
@@ -350,7 +366,7 @@ class Client:
         out = []
         for row in rows:
             status, reason = row.effective_status()
-            out.append(ThreadSummary(row.thread_id, status, reason, row.goal))
+            out.append(ThreadSummary(row.thread_id, status, reason, row.goal, row.name))
         return out
 
     async def report(self, thread: str) -> str | None:
@@ -397,7 +413,7 @@ class Client:
         """Webhook endpoints and undelivered (pending, dead) events.
 
         Args:
-            thread: only this thread's; None for every thread.
+            thread: only this thread's (id or name); None for every thread.
             include_delivered: delivered events too.
         """
         from dataclasses import asdict
@@ -406,6 +422,8 @@ class Client:
 
         states = ("pending", "dead", "delivered") if include_delivered else ("pending", "dead")
         async with self._session() as backend:
+            if thread is not None:
+                thread = await threads.resolve_thread_id(backend.db, thread)
             endpoints = await outbox.endpoints(backend.db, thread)
             rows = await outbox.deliveries(backend.db, thread_id=thread, states=states)
         return WebhookBacklog(
@@ -426,7 +444,8 @@ class Client:
             goal: what the agent should achieve.
             context: model, limits and knobs (default: `EnduroContext()`, which reads
                 ENDURO_MODEL and ENDURO_WORKSPACE).
-            thread_id: the id to use (default: a new UUID).
+            thread_id: the id to use, or a name (mapped to a stable UUID and stored as
+                the thread's `name`, `enduro.names`); default: a new UUID.
 
         Returns:
             The new thread's status (`paused`, nothing done yet).
@@ -440,8 +459,15 @@ class Client:
 
         context = context or EnduroContext()
         check_budget_config(context)
+        ref = parse_thread_ref(thread_id) if thread_id else None
         async with self._session() as backend:
-            created = await create_run(backend, goal, context, thread_id)
+            created = await create_run(
+                backend,
+                goal,
+                context,
+                ref.thread_id if ref else None,
+                name=ref.name if ref else None,
+            )
             return await self._status(backend, created)
 
     async def resume(
@@ -451,7 +477,7 @@ class Client:
         in this process (as `enduro.advance_thread` does, on this client's database).
 
         Args:
-            thread: the thread's id.
+            thread: the thread's id or name.
             options: how to run the segment (`enduro.runner.RunOptions`: overrides,
                 model, tools, control, on_update, keep_checkpoints, webhooks).
             **fields: `RunOptions` fields, replacing those of `options`.

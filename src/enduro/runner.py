@@ -83,15 +83,37 @@ def new_thread_id() -> str:
 
 
 async def create_run(
-    backend: Backend, goal: str, context: EnduroContext, thread_id: str | None = None
+    backend: Backend,
+    goal: str,
+    context: EnduroContext,
+    thread_id: str | None = None,
+    *,
+    name: str | None = None,
 ) -> str:
+    """Create the row of a new thread; returns its id.
+
+    Args:
+        backend: the open database.
+        goal: the user's goal.
+        context: the run's knobs and limits.
+        thread_id: the id to use, as given (None: a new random UUID). A UUID keeps the
+            thread openable in `langgraph dev` and Studio; `enduro.Client.create` maps a
+            name to one.
+        name: the thread's name, stored and shown next to its id.
+
+    Raises:
+        ConfigError: a thread with this id or name exists already.
+    """
     thread_id = thread_id or new_thread_id()
-    if await threads.get_thread(backend.db, thread_id) is not None:
+    shown = name or thread_id
+    if await threads.get_thread(backend.db, thread_id) is not None or (
+        name is not None and await threads.find_thread_id(backend.db, name) is not None
+    ):
         raise ConfigError(
-            f"thread {thread_id!r} already exists: use `enduro resume {thread_id}` to continue "
+            f"thread {shown!r} already exists: use `enduro resume {shown}` to continue "
             "it, or pick another --thread-id"
         )
-    await threads.create_thread(backend.db, thread_id, goal, context)
+    await threads.create_thread(backend.db, thread_id, goal, context, name)
     return thread_id
 
 
@@ -218,8 +240,11 @@ async def advance_with_backend(
     options: RunOptions | None = None,
     **fields: Unpack[RunFields],
 ) -> Outcome:
-    """`advance_thread` on a backend the caller already opened (the CLI's)."""
+    """`advance_thread` on a backend the caller already opened (the CLI's).
+
+    `thread_id` may also be a thread's name (`enduro.names`)."""
     run = RunOptions.of(options, fields)
+    thread_id = await threads.resolve_thread_id(backend.db, thread_id)
     token = current_thread_id.set(thread_id)
     try:
         return await _advance(backend, thread_id, run)

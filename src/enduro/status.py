@@ -84,6 +84,7 @@ def build_status(
     limits = row.context.limits()
     return {
         "thread_id": row.thread_id,
+        "name": row.name,
         "goal": row.goal,
         "status": status,
         "stop_reason": stop_reason,

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 from enduro.context import EnduroContext
-from enduro.errors import StopReason
+from enduro.errors import ConfigError, StopReason
+from enduro.names import parse_thread_ref
 from enduro.storage import Backend, Database, Row
 from enduro.storage.leases import owner_alive, this_owner
 
@@ -29,6 +30,8 @@ class ThreadRow:
     heartbeat_at: float | None
     cancel_requested: bool
     segments: int
+    name: str | None = None
+    """The name the thread was created with (`--thread-id nightly-report-7`), or None."""
 
     @classmethod
     def from_row(cls, row: Row) -> ThreadRow:
@@ -44,6 +47,7 @@ class ThreadRow:
             heartbeat_at=row["heartbeat_at"],
             cancel_requested=bool(row["cancel_requested"]),
             segments=int(row["segments"]),
+            name=row.get("name"),
         )
 
     def effective_status(self, now: float | None = None) -> tuple[str, str | None]:
@@ -56,17 +60,55 @@ class ThreadRow:
 
 _COLUMNS = (
     "thread_id, goal, status, stop_reason, context, created_at, updated_at, owner, "
-    "heartbeat_at, cancel_requested, segments"
+    "heartbeat_at, cancel_requested, segments, name"
 )
 
 
-async def create_thread(db: Database, thread_id: str, goal: str, context: EnduroContext) -> None:
+async def create_thread(
+    db: Database, thread_id: str, goal: str, context: EnduroContext, name: str | None = None
+) -> None:
+    """Insert the row of a new thread (status `paused`: nothing has run yet).
+
+    Args:
+        db: enduro's tables.
+        thread_id: the new thread's id (a UUID; `enduro.names` maps a name to one).
+        goal: the user's goal.
+        context: the run's knobs and limits.
+        name: the name the thread was given, if any.
+    """
     now = time.time()
     await db.execute(
-        "INSERT INTO enduro_threads (thread_id, goal, status, context, created_at, updated_at)"
-        " VALUES (%s, %s, 'paused', %s, %s, %s)",
-        (thread_id, goal, json.dumps(context.to_dict()), now, now),
+        "INSERT INTO enduro_threads (thread_id, goal, status, context, created_at, updated_at,"
+        " name) VALUES (%s, %s, 'paused', %s, %s, %s, %s)",
+        (thread_id, goal, json.dumps(context.to_dict()), now, now, name),
     )
+
+
+async def resolve_thread_id(db: Database, ref: str) -> str:
+    """The thread id to use for `ref`, a thread id or a name (see `enduro.names`).
+
+    A row whose id or name is `ref` wins (ids stored before names existed need not be
+    UUIDs); otherwise a UUID is itself and a name is its uuid5 (a thread that exists only
+    as checkpoints, or none at all: the caller then reports it unknown).
+    """
+    found = await find_thread_id(db, ref)
+    if found is not None:
+        return found
+    try:
+        return parse_thread_ref(ref).thread_id
+    except ConfigError:
+        return ref
+
+
+async def find_thread_id(db: Database, ref: str) -> str | None:
+    """The id of the thread `ref` names: a thread id (UUID, or a non-UUID id stored before
+    names existed) or a name. None when no row matches."""
+    row = await db.fetchone(
+        "SELECT thread_id FROM enduro_threads WHERE thread_id = %s OR name = %s"
+        " ORDER BY CASE WHEN thread_id = %s THEN 0 ELSE 1 END LIMIT 1",
+        (ref, ref, ref),
+    )
+    return str(row["thread_id"]) if row else None
 
 
 async def get_thread(db: Database, thread_id: str) -> ThreadRow | None:

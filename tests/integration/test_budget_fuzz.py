@@ -194,7 +194,7 @@ def test_sigkill_mid_run_never_passes_max_usd(db_url: str, tmp_path: Path, kill_
     usage = _usage_fn(rng, "random")
     with ScriptedLLM(steps=steps, tool_use=True, latency=0.1, usage_fn=usage) as llm:
         env = _env(llm, tmp_path)
-        tid = f"t-{uuid.uuid4().hex[:8]}"
+        tid = str(uuid.uuid4())
         price = ["--model", "fake-model", "--price-input", "3", "--price-output", "12"]
         max_usd = round(rng.uniform(0.05, 0.15), 4)
         argv = [ENDURO, "run", "goal", "--thread-id", tid, "--db", db_url, "--json", *price]

@@ -55,7 +55,7 @@ def slow_llm() -> Any:
 
 def test_run_to_completion_json_contract(db_url: str, llm: ScriptedLLM, tmp_path: Path) -> None:
     env = _env(llm, tmp_path)
-    tid = f"t-{uuid.uuid4().hex[:8]}"
+    tid = str(uuid.uuid4())
     done = _cli(
         [
             "run",

@@ -75,7 +75,7 @@ def test_pages_are_keyset_paginated_newest_first_and_filtered(
 def test_a_runs_status_events_sse_and_spend(db_url: str, tmp_path: Path) -> None:
     with ScriptedLLM(tool_use=True) as llm, Receiver() as rec:
         env = cli_env(llm, tmp_path)
-        tid = f"t-{uuid.uuid4().hex[:8]}"
+        tid = str(uuid.uuid4())
         done = run_cli(
             [
                 "run",
@@ -187,7 +187,7 @@ def test_cancel_needs_csrf_and_follows_the_cli_rules(
 def test_resume_with_a_raised_limit_continues_the_run(db_url: str, tmp_path: Path) -> None:
     with ScriptedLLM(tool_use=True) as llm:
         env = cli_env(llm, tmp_path)
-        tid = f"t-{uuid.uuid4().hex[:8]}"
+        tid = str(uuid.uuid4())
         done = run_cli(
             [
                 "run",

@@ -70,7 +70,7 @@ def test_a_run_progresses_live_on_the_page_and_the_cancel_button_cancels_it(
     db = str(tmp_path / "e.sqlite")
     with ScriptedLLM(steps=STEPS, tool_use=True, latency=0.4) as llm, Receiver() as rec:
         env = cli_env(llm, tmp_path)
-        tid = f"t-{uuid.uuid4().hex[:8]}"
+        tid = str(uuid.uuid4())
         with Dashboard(db, env) as dash:
             run = subprocess.Popen(
                 [
@@ -147,7 +147,7 @@ def test_a_goal_full_of_markup_stays_text(page: Page, llm: ScriptedLLM, tmp_path
     goal = """<script>window.__xss=1</script><img src=x onerror="window.__xss=2"> & "q" 'a'"""
     db = str(tmp_path / "e.sqlite")
     env = cli_env(llm, tmp_path)
-    tid = f"t-{uuid.uuid4().hex[:8]}"
+    tid = str(uuid.uuid4())
     done = run_cli(["run", goal, "--thread-id", tid, "--db", db, "--quiet"], env)
     assert done.returncode == 0, done.stderr
     dialogs: list[str] = []

@@ -9,7 +9,8 @@ and a fresh database, on both engines. Through `langgraph_sdk` the test checks t
 - threads started by the `enduro` CLI in another process can be read from the dev server,
   and one stopped by a limit can be continued there;
 - a CLI thread waiting for an approval shows the same interrupt there, and
-  `Command(resume={interrupt_id: answer})` through the SDK continues it.
+  `Command(resume={interrupt_id: answer})` through the SDK continues it;
+- a thread the CLI started under a name (`--thread-id nightly-report-7`) opens there too.
 
 The server must stay offline: analytics and the version check are switched off, LangSmith
 variables are removed, and every proxy variable points at a local trap that records any
@@ -403,5 +404,19 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     ]
     _, status = await _enduro(server, "status", waiting)
     assert (status["status"], status["interrupts"]) == ("completed", [])
+
+    # 6. A thread named on the CLI opens in the dev server, which accepts only UUIDs: the
+    #    name maps to a stable UUID (the thread id), and every command takes the name.
+    code, named = await _enduro(
+        server, "run", GOAL, "--thread-id", "nightly-report-7", "--max-iterations", "50"
+    )
+    assert code == 0, named
+    assert named["name"] == "nightly-report-7"
+    assert named["thread_id"] == str(uuid.UUID(named["thread_id"]))
+    state = await _read_cli_thread(client, named["thread_id"])
+    assert state["values"]["status"] == "completed"
+    _, by_name = await _enduro(server, "status", "nightly-report-7")
+    assert by_name["thread_id"] == named["thread_id"]
+    assert by_name["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
 
     assert server.trap.hits == [], f"something tried to reach the internet: {server.trap.hits}"

@@ -196,6 +196,14 @@ SIDE_EFFECTS_AND_INTERRUPTS = (
     )""",
 )
 
+# A named thread's id is uuid5 of its name (`enduro.names`); the name is kept to be shown and
+# looked up, one thread per name. SQLite has no ADD COLUMN IF NOT EXISTS: the statement is
+# safe all the same because it commits with its version row or not at all (`migrate`).
+THREAD_NAMES = (
+    "ALTER TABLE enduro_threads ADD COLUMN name TEXT",
+    "CREATE UNIQUE INDEX IF NOT EXISTS enduro_threads_name ON enduro_threads (name)",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration("schema version", (SCHEMA_VERSION_TABLE,)),
     Migration("threads", THREADS),
@@ -203,6 +211,7 @@ MIGRATIONS: list[Migration] = [
     Migration("webhook outbox", WEBHOOK_OUTBOX),
     Migration("thread list keyset", THREAD_LIST_KEYSET),
     Migration("side effects and interrupts", SIDE_EFFECTS_AND_INTERRUPTS),
+    Migration("thread names", THREAD_NAMES),
 ]
 """The schema's history: entry v brings a database to version v. Append only."""
 
