@@ -147,7 +147,8 @@ async def _segment(
     """Phase 2: the graph runs in a task of its own, which a second signal cancels."""
     control = options.control
     assert control is not None
-    run = asyncio.ensure_future(client.resume(thread_id, options))
+    # The thread as the user named it, so that errors name it that way too.
+    run = asyncio.ensure_future(client.resume(shown, options))
 
     def on_signal(count: int) -> None:
         if count == 1:

@@ -244,10 +244,13 @@ async def advance_with_backend(
 
     `thread_id` may also be a thread's name (`enduro.names`)."""
     run = RunOptions.of(options, fields)
-    thread_id = await threads.resolve_thread_id(backend.db, thread_id)
+    given, thread_id = thread_id, await threads.resolve_thread_id(backend.db, thread_id)
     token = current_thread_id.set(thread_id)
     try:
         return await _advance(backend, thread_id, run)
+    except UnknownThread as exc:
+        # Say it as the caller did: a name the database does not hold, not its UUID.
+        raise UnknownThread(str(exc).replace(repr(thread_id), repr(given))) from None
     finally:
         current_thread_id.reset(token)
 
