@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from langgraph.types import interrupt
-
 Kind = Literal["approval", "question", "unknown_outcome"]
 Action = Literal["approve", "edit", "reject", "answer"]
 KINDS: tuple[str, ...] = ("approval", "question", "unknown_outcome")
@@ -58,6 +56,10 @@ def now_iso() -> str:
 def ask(value: dict[str, Any]) -> Decision:
     """Stop the thread with `value` (first call), or return the person's decision (when
     the task runs again after a resume). Must run inside a graph task."""
+    # Imported here: `langgraph.types` pulls in LangChain's tracers (~0.5 s), and this
+    # module is also read by `enduro status`, which must start fast (bench/cli.py).
+    from langgraph.types import interrupt
+
     return parse_answer(str(value.get("kind")), interrupt(value))
 
 

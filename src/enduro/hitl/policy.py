@@ -10,11 +10,13 @@ so a resume with other flags applies the new ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, cast, get_args
-
-from langchain_core.tools import BaseTool
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from enduro.context import EnduroContext
+
+if TYPE_CHECKING:
+    # Annotations only: importing langchain_core.tools costs `enduro status` ~0.5 s.
+    from langchain_core.tools import BaseTool
 
 EffectPolicy = Literal["retry", "skip", "ask"]
 EFFECT_POLICIES: tuple[str, ...] = get_args(EffectPolicy)
