@@ -2,6 +2,12 @@
 
 Nothing secret goes here (keys live in `Settings`); a context is stored with the thread and
 shown in Studio.
+
+Each field's attribute docstring is its help text in Studio: the Agent Server builds the form
+from `TypeAdapter(EnduroContext).json_schema()` (langgraph's `get_context_jsonschema` for a
+dataclass), and pydantic's `use_attribute_docstrings` turns those docstrings into each
+property's `description`. The config is a plain dict, so importing this module does not import
+pydantic (the status CLI stays fast).
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from enduro.errors import ConfigError
 from enduro.settings import DEFAULT_MODEL, DEFAULT_WORKSPACE
+
+if TYPE_CHECKING:
+    from pydantic import ConfigDict
 
 LIMIT_KEYS: tuple[str, ...] = (
     "max_usd",
@@ -36,6 +45,10 @@ def _default_workspace() -> str:
 @dataclass(kw_only=True)
 class EnduroContext:
     """Knobs of one run. Limits left as None are unlimited."""
+
+    # Read by pydantic when the Agent Server builds the JSON schema (Studio's form); a
+    # ClassVar, so not a field.
+    __pydantic_config__: ClassVar[ConfigDict] = {"use_attribute_docstrings": True}
 
     model: str = field(default_factory=_default_model)
     """Model name sent to the OpenAI-compatible endpoint."""
@@ -99,6 +112,7 @@ class EnduroContext:
         return {key: getattr(self, key) for key in LIMIT_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able data (how the context is stored with the thread)."""
         return asdict(self)
 
     def with_overrides(self, overrides: ContextOverrides) -> EnduroContext:

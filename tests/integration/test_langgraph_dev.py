@@ -4,7 +4,8 @@ A real `langgraph dev` subprocess is started from the repository's `langgraph.js
 `enduro`, `checkpointer.path` -> enduro.checkpointing.dev) against the scripted model server
 and a fresh database, on both engines. Through `langgraph_sdk` the test checks that:
 
-- the assistant exposes the per-run knobs as its context schema (Studio's form);
+- the assistant exposes the per-run knobs as its context schema (Studio's form), each with
+  a description (the form's help text);
 - a run created on the dev server completes, with tool calls, and writes its checkpoints;
 - threads started by the `enduro` CLI in another process can be read from the dev server,
   and one stopped by a limit can be continued there;
@@ -284,6 +285,10 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
         "workspace",
     ):
         assert name in fields, f"{name} missing from the context schema: {sorted(fields)}"
+    # Studio's form shows each property's description as its help text: every knob has one.
+    undescribed = sorted(k for k, v in fields.items() if not str(v.get("description", "")).strip())
+    assert undescribed == [], f"context fields served without a description: {undescribed}"
+    assert fields["max_usd"]["description"] == "Hard spend limit in US dollars."
     assert "goal" in (schemas.get("input_schema") or {}).get("properties", {})
 
     # 2. A run created on the dev server completes, tool calls included.
