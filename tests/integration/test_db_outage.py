@@ -22,8 +22,8 @@ import pytest
 
 from clikit import ENDURO, cli_env, run_cli
 from enduro.budgets.ledger import Caps, Ledger
-from enduro.storage import database as db_module
 from enduro.storage import open_backend
+from enduro.storage import sqlite as db_module
 from enduro.storage.outage import DatabaseUnreachable, OutagePolicy, run_time_limit
 from fakellm import Fault, ScriptedLLM
 from pgproxy import PgProxy

@@ -24,16 +24,10 @@ from enduro.storage.backend import (
     postgres_pool,
     sqlite_path,
 )
-from enduro.storage.database import (
-    Database,
-    Dialect,
-    PostgresDatabase,
-    Row,
-    SqliteDatabase,
-    Transaction,
-    sqlite_connection,
-)
+from enduro.storage.database import Database, Dialect, Row, Transaction
 from enduro.storage.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migrate
+from enduro.storage.postgres import PostgresDatabase
+from enduro.storage.sqlite import SqliteDatabase, sqlite_connection
 
 __all__ = [
     "MIGRATIONS",

@@ -23,10 +23,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from enduro._redact import redact
 from enduro.errors import ConfigError
-from enduro.storage.database import Database, PostgresDatabase, SqliteDatabase, sqlite_connection
+from enduro.storage.database import Database
 from enduro.storage.migrations import migrate
 from enduro.storage.outage import OutagePolicy
+from enduro.storage.postgres import PostgresDatabase
 from enduro.storage.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
+from enduro.storage.sqlite import SqliteDatabase, sqlite_connection
 
 POOL_RECONNECT_SECONDS = 2.0
 """How long the pool keeps re-trying one lost connection in the background (backoff 1, 2 s)
