@@ -248,3 +248,12 @@ async def test_an_outage_is_not_waited_out_past_the_runs_time_limit(
             assert "max_minutes ran out" in caught.value.stop_reason
         finally:
             proxy.restore()
+
+
+async def test_open_backend_takes_the_timeout_from_the_environment(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `langgraph dev`'s saver and a worker get when nobody passes a policy.
+    monkeypatch.setenv("ENDURO_DB_OUTAGE_TIMEOUT", "7")
+    async with open_backend(db_url) as backend:
+        assert backend.outage.timeout == 7.0

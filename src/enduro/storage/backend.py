@@ -25,7 +25,7 @@ from enduro._redact import redact
 from enduro.errors import ConfigError
 from enduro.storage.database import Database
 from enduro.storage.migrations import migrate
-from enduro.storage.outage import OutagePolicy
+from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
 from enduro.storage.postgres import PostgresDatabase
 from enduro.storage.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
 from enduro.storage.sqlite import SqliteDatabase, sqlite_connection
@@ -97,13 +97,14 @@ async def open_backend(
             rather than a new empty database.
         migrate_schema: create or upgrade the tables first.
         outage: how long calls wait out an unreachable (or locked) database; default
-            `OutagePolicy()` (60 s).
+            ENDURO_DB_OUTAGE_TIMEOUT, else 60 s (so `langgraph dev`'s saver honours it too).
 
     Raises:
         ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
-            server that refuses the first connection.
+            server that refuses the first connection; ENDURO_DB_OUTAGE_TIMEOUT is not a
+            number of seconds.
     """
-    outage = outage or OutagePolicy()
+    outage = outage or OutagePolicy(timeout=outage_seconds_from_env())
     if is_postgres(url):
         async with _postgres(url, outage) as backend:
             if migrate_schema:
