@@ -79,8 +79,12 @@ def test_stdio_server_tools_approval_and_a_server_that_dies_mid_run(
         assert not effects.exists()
         # The thread keeps the file's path and hash, never the resolved ${VAR}: a resume
         # loads the file again, from this environment.
+        # The file changes while the thread waits: the resume loads it as it is now, and
+        # says so.
+        Path(config).write_text(json.dumps(json.loads(Path(config).read_text()), indent=2))
         approved = run_cli(["approve", tid, *args], env)
         assert approved.returncode == 0, approved.stderr
+        assert "changed since the run last loaded it" in approved.stderr
         assert json.loads(approved.stdout)["status"] == "completed"
         results = _texts(llm)
         assert results[0] == "5"
