@@ -10,7 +10,6 @@ from enduro.budgets.decision import (
     carried_warnings,
     decide,
     snapshot,
-    warning_details,
 )
 
 
@@ -102,17 +101,6 @@ def test_budget_note_appears_past_80_percent_only() -> None:
         seconds_to_deadline=1200,
     )
     assert "20 minutes to the deadline" in (budget_note(timed) or "")
-
-
-def test_warning_details_for_webhook_events() -> None:
-    snap = snapshot({"max_usd": 2.0}, {"usd": 1.7})
-    assert warning_details("max_usd:80", snap) == {
-        "limit": "max_usd",
-        "threshold_percent": 80,
-        "limit_value": 2.0,
-        "used": 1.7,
-        "left": 0.3,
-    }
 
 
 def test_a_finished_plan_completes_even_with_a_limit_used_up() -> None:

@@ -18,6 +18,7 @@ from enduro._redact import redact
 from enduro._retry_after import parse_retry_after
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError
+from enduro.events import ThreadSnapshot, thread_snapshot, warning_info
 from enduro.settings import Settings
 from enduro.webhooks.config import (
     WebhookConfig,
@@ -27,8 +28,7 @@ from enduro.webhooks.config import (
     secret_bytes,
     validate_url,
 )
-from enduro.webhooks.events import MAX_ERROR_CHARS, ThreadView, eta_seconds, render_body, snapshot
-from enduro.webhooks.handler import warning_info
+from enduro.webhooks.events import MAX_ERROR_CHARS, eta_seconds, render_body, snapshot
 from enduro.webhooks.retry import DEFAULT_SCHEDULE, RetryPolicy
 from enduro.webhooks.signing import Signer, delivery_headers
 
@@ -161,25 +161,28 @@ def test_eta() -> None:
     assert eta_seconds({"steps_done": 4, "steps_total": 4}, 10) == 0
 
 
-def _view() -> ThreadView:
-    view = ThreadView("t-1", goal="g", context=EnduroContext(max_usd=2.0), segment=1)
-    view.plan = [
-        {
-            "id": "s1",
-            "title": "One",
-            "detail": "secret detail",
-            "status": "done",
-            "summary": "found the key facts",
-        },
-        {"id": "s2", "title": "Two", "detail": "", "status": "active"},
-    ]
-    view.current = "s2"
-    view.usage = {"llm_calls": 3, "active_seconds": 12.0}
-    return view
+def _view(status: str = "running") -> ThreadSnapshot:
+    state = {
+        "goal": "g",
+        "plan": [
+            {
+                "id": "s1",
+                "title": "One",
+                "detail": "secret detail",
+                "status": "done",
+                "summary": "found the key facts",
+            },
+            {"id": "s2", "title": "Two", "detail": "", "status": "active"},
+        ],
+        "current": "s2",
+        "usage": {"llm_calls": 3, "active_seconds": 12.0},
+        "status": status,
+    }
+    return thread_snapshot(state, EnduroContext(max_usd=2.0), 1)
 
 
-def _body(kind: str, extra: dict[str, Any], view: ThreadView | None = None) -> dict[str, Any]:
-    base = snapshot(view or _view(), "1f0-abc")
+def _body(kind: str, extra: dict[str, Any], view: ThreadSnapshot | None = None) -> dict[str, Any]:
+    base = snapshot("t-1", view or _view(), "1f0-abc")
     text = render_body(
         kind, event_id="evt_" + "0" * 32, seq=7, created_at=0.0, base=base, extra=extra
     )
@@ -223,9 +226,7 @@ def test_schema_rejects_what_it_should() -> None:
     assert not validator.is_valid(_body("step.started", {}))  # step info missing
     wrong = _body("run.completed", {})  # status is still `running`
     assert not validator.is_valid(wrong)
-    view = _view()
-    view.status = "completed"
-    assert validator.is_valid(_body("run.completed", {}, view))
+    assert validator.is_valid(_body("run.completed", {}, _view("completed")))
 
 
 def test_huge_plan_is_dropped_not_sent() -> None:

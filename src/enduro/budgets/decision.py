@@ -148,19 +148,6 @@ def carried_warnings(
     return [tag for tag in warned if tag.partition(":")[0] not in changed]
 
 
-def warning_details(tag: str, budget: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The payload of a `budget.warning` event for `tag` (e.g. `max_usd:80`)."""
-    limit, _, pct = tag.partition(":")
-    seen = budget.get(limit, {})
-    return {
-        "limit": limit,
-        "threshold_percent": int(pct),
-        "limit_value": seen.get("limit"),
-        "used": seen.get("used"),
-        "left": seen.get("left"),
-    }
-
-
 _UNITS = {
     "max_usd": ("${:.4f}", "dollars"),
     "max_minutes": ("{:.1f}", "minutes of run time"),

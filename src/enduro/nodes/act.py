@@ -10,9 +10,10 @@ from langgraph.runtime import Runtime
 
 from enduro.budgets.decision import budget_note
 from enduro.context import EnduroContext
+from enduro.events import StepStarted, event, say, segment_of, thread_snapshot
 from enduro.nodes.llm import invoke_model
 from enduro.nodes.prompts import ACT_SYSTEM, render_plan
-from enduro.nodes.services import Services, context_of, model_config
+from enduro.nodes.services import Services, context_of, model_config, thread_id_of
 from enduro.state import AgentState, PlanStep
 
 
@@ -31,6 +32,8 @@ def make_act_node(services: Services) -> Any:
             raise RuntimeError(f"act found no current step (current={state.get('current')!r})")
         working = state.get("messages") or []
         rounds = sum(1 for m in working if isinstance(m, AIMessage))
+        if rounds == 0:
+            await _say_step_started(state, step, context, config)
         system = ACT_SYSTEM.format(
             goal=state["goal"],
             plan=render_plan(state.get("plan") or [], state.get("archive")),
@@ -55,3 +58,14 @@ def make_act_node(services: Services) -> Any:
         return {"messages": [answer], "usage": usage}
 
     return act
+
+
+async def _say_step_started(
+    state: AgentState, step: PlanStep, context: EnduroContext, config: RunnableConfig
+) -> None:
+    """step.started, said by the first act round of each attempt at `step`."""
+    attempt = int(step.get("attempts") or 0) + 1
+    info: StepStarted = {"id": step["id"], "title": step["title"], "attempt": attempt}
+    thread = thread_snapshot(state, context, segment_of(config))
+    key = f"step.started:{step['id']}:{attempt}"
+    await say(config, event("step.started", thread_id_of(config), thread, {"step": info}, key))

@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 
 from enduro.budgets.report import ledger_usage, spend_lines
 from enduro.context import EnduroContext
+from enduro.events import TERMINAL_EVENT, event, say, segment_of, thread_snapshot
 from enduro.nodes.llm import invoke_model
 from enduro.nodes.prompts import FINAL_SYSTEM
 from enduro.nodes.services import Services, context_of, model_config, thread_id_of
@@ -81,6 +82,13 @@ def make_finish_node(services: Services) -> Any:
             spend=spend_lines(await ledger.breakdown(thread_id), totals),
             archive=state.get("archive"),
         )
-        return {"report": report, "status": status, "usage": usage}
+        update: dict[str, Any] = {"report": report, "status": status, "usage": usage}
+        segment = segment_of(config)
+        kind = TERMINAL_EVENT.get(status, "run.completed")
+        # Once per segment: a finish re-run after a crash says nothing new.
+        dedupe = f"{kind}:{segment}" if segment is not None else None
+        thread = thread_snapshot(state, context, segment, update)
+        await say(config, event(kind, thread_id, thread, dedupe=dedupe))
+        return update
 
     return finish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -11,6 +12,7 @@ from enduro.budgets import decide
 from enduro.budgets.decision import carried_warnings, snapshot
 from enduro.context import EnduroContext
 from enduro.errors import StopReason
+from enduro.events import Fields, event, say, segment_of, thread_snapshot, warning_info
 from enduro.models import model_name_of
 from enduro.nodes.plan import has_open_steps
 from enduro.nodes.services import Services, context_of, thread_id_of
@@ -64,6 +66,27 @@ def make_guard_node(services: Services) -> Any:
         else:
             update["status"] = status_for(decision.stop_reason)
             update["stop_reason"] = decision.stop_reason
+        await _say_warnings(decision.warnings, state, update, context, config)
         return update
 
     return guard
+
+
+async def _say_warnings(
+    tags: Sequence[str],
+    state: AgentState,
+    update: dict[str, Any],
+    context: EnduroContext,
+    config: RunnableConfig,
+) -> None:
+    """budget.warning for each threshold crossed now. The key holds the limit's value: a
+    warning that fires again after a resume raised the limit is a new event."""
+    if not tags:
+        return
+    thread_id = thread_id_of(config)
+    thread = thread_snapshot(state, context, segment_of(config), update)
+    limits = context.limits()
+    for tag in tags:
+        key = f"budget.warning:{tag}:{limits.get(tag.partition(':')[0])}"
+        fields: Fields = {"warning": warning_info(tag)}
+        await say(config, event("budget.warning", thread_id, thread, fields, key))

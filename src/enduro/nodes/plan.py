@@ -10,9 +10,10 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from enduro.context import EnduroContext
+from enduro.events import plan_updated, say, segment_of, thread_snapshot
 from enduro.nodes.llm import invoke_structured
 from enduro.nodes.prompts import PLAN_SYSTEM
-from enduro.nodes.services import Services, context_of, model_config
+from enduro.nodes.services import Services, context_of, model_config, thread_id_of
 from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, AgentState, PlanStep
 
 
@@ -71,7 +72,7 @@ def make_plan_node(services: Services) -> Any:
             result.steps = [StepSpec(title=state["goal"][:200], detail=state["goal"])]
         steps = make_steps(result.steps)
         steps[0]["status"] = "active"
-        return {
+        update: dict[str, Any] = {
             "plan": steps,
             "current": steps[0]["id"],
             "usage": usage,
@@ -79,5 +80,8 @@ def make_plan_node(services: Services) -> Any:
             "stop_reason": None,
             "replans": 0,
         }
+        thread = thread_snapshot(state, context, segment_of(config), update)
+        await say(config, plan_updated(thread_id_of(config), thread))
+        return update
 
     return plan

@@ -19,13 +19,28 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from enduro.context import EnduroContext
+from enduro.events import (
+    StepCompleted,
+    event,
+    ids_of,
+    plan_updated,
+    say,
+    segment_of,
+    thread_snapshot,
+)
 from enduro.nodes.act import current_step
 from enduro.nodes.archive import add_to_archive, compact, write_history
 from enduro.nodes.llm import invoke_structured
 from enduro.nodes.plan import StepSpec, make_steps
 from enduro.nodes.prompts import REFLECT_SYSTEM
-from enduro.nodes.services import Services, context_of, model_config, workspace_root
-from enduro.state import AgentState, PlanStep
+from enduro.nodes.services import (
+    Services,
+    context_of,
+    model_config,
+    thread_id_of,
+    workspace_root,
+)
+from enduro.state import FINISHED_STEP_STATUSES, AgentState, PlanStep
 
 Verdict = Literal["done", "retry", "replan", "give_up"]
 
@@ -115,19 +130,44 @@ def make_reflect_node(services: Services) -> Any:
             replans=state.get("replans", 0),
             max_replans=context.max_replans,
         )
+        reviewed = next(s for s in plan if s["id"] == step["id"])
         plan, moved = compact(plan)
         update: dict[str, Any] = {}
         if moved:
             root = workspace_root(context, config)
             await asyncio.to_thread(write_history, root, moved)
             update["archive"] = add_to_archive(state.get("archive"), moved)
-        return {
-            **update,
+        update |= {
             "plan": plan,
             "current": current,
             "replans": replans,
             "usage": usage,
             "messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES)],
         }
+        await _say_review(state, reviewed, update, context, config)
+        return update
 
     return reflect
+
+
+async def _say_review(
+    state: AgentState,
+    reviewed: PlanStep,
+    update: dict[str, Any],
+    context: EnduroContext,
+    config: RunnableConfig,
+) -> None:
+    """step.completed when the reviewed step finished (not sent back for a retry), and
+    plan.updated when the plan's steps changed (a replan, or finished steps archived)."""
+    thread_id = thread_id_of(config)
+    thread = thread_snapshot(state, context, segment_of(config), update)
+    if reviewed["status"] in FINISHED_STEP_STATUSES:
+        info: StepCompleted = {
+            "id": reviewed["id"],
+            "title": reviewed["title"],
+            "status": reviewed["status"],
+        }
+        key = f"step.completed:{reviewed['id']}"
+        await say(config, event("step.completed", thread_id, thread, {"step": info}, key))
+    if ids_of(update["plan"]) != ids_of(state.get("plan") or []):
+        await say(config, plan_updated(thread_id, thread))

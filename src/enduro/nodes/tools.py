@@ -4,12 +4,16 @@ A call may first wait for a person (approval) and, when its tool is side-effecti
 through the effect journal (`enduro.hitl.gate`). A LangGraph interrupt raised on the way
 (by the gate or by a tool such as ask_human) propagates: it is how the thread stops to wait.
 Any other exception a tool raises becomes a tool error the model sees.
+
+Says tool.called for every named call that ends, refused or failed ones included (`ok`
+false): the tool's name and wall time only, never its arguments or output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from langgraph.runtime import Runtime
 
 from enduro.budgets.tooling import ToolPermit, tool_permit
 from enduro.context import EnduroContext
+from enduro.events import ToolCalled, event, say
 from enduro.hitl.effects import EffectJournal
 from enduro.hitl.gate import gated_call
 from enduro.hitl.policy import policy_for
@@ -32,6 +37,11 @@ log = logging.getLogger(__name__)
 
 
 def make_tools_node(services: Services) -> Any:
+    """The tools node: one tool call (a `ToolTask` from act's router), then tool.called.
+
+    The call runs within the budget's permit (count and timeout), behind the approval
+    gate and effect journal of its tool's policy.
+    """
     by_name = {t.name: t for t in services.tools}
 
     async def journal() -> EffectJournal:
@@ -40,7 +50,16 @@ def make_tools_node(services: Services) -> Any:
     async def tools(
         task: ToolTask, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:
-        context = context_of(runtime)
+        started = time.monotonic()
+        update = await run_call(task, context_of(runtime), config)
+        name = str(task["call"].get("name") or "")
+        if name:
+            await _say_tool_called(config, task["call"], name, update, started)
+        return update
+
+    async def run_call(
+        task: ToolTask, context: EnduroContext, config: RunnableConfig
+    ) -> dict[str, Any]:
         call = task["call"]
         call_id = str(call.get("id") or "call")
         name = str(call.get("name") or "")
@@ -75,6 +94,29 @@ def make_tools_node(services: Services) -> Any:
         return {"messages": [message], "usage": {"tool_calls": 1}}
 
     return tools
+
+
+async def _say_tool_called(
+    config: RunnableConfig,
+    call: dict[str, object],
+    name: str,
+    update: dict[str, Any],
+    started: float,
+) -> None:
+    """Say tool.called: the name, wall time and outcome of one call.
+
+    A tool task sees only its call, so it says nothing of the thread (listeners show the
+    thread as last said).
+    """
+    failed = any(getattr(m, "status", None) == "error" for m in update.get("messages") or [])
+    tool: ToolCalled = {
+        "name": name,
+        "duration_ms": round((time.monotonic() - started) * 1000),
+        "ok": not failed,
+    }
+    call_id = str(call.get("id") or "")
+    dedupe = f"tool.called:{call_id}" if call_id else None
+    await say(config, event("tool.called", thread_id_of(config), None, {"tool": tool}, dedupe))
 
 
 def _call_problem(

@@ -1,102 +1,42 @@
-"""Event types, the per-thread view the handler keeps, and the event envelope.
+"""The event envelope: what an `enduro.events.Event` looks like on the wire.
 
-The envelope is the Standard Webhooks one, `{"type", "timestamp", "data"}`; `data` is a
-small snapshot built with `enduro.status.build_status` (so it says what `enduro status`
-says) plus the fields of the event's type. Never a transcript, a tool's arguments or a
-secret: docs/webhook-event.schema.json is the contract, versioned by `data.version`.
+The envelope is the Standard Webhooks one, `{"type", "timestamp", "data"}`; `data` is the
+thread as the event's sayer saw it (`snapshot`, with the figures `enduro status` shows)
+plus the fields of the event's type. Never a transcript, a tool's arguments or a secret:
+free text is redacted (`enduro._redact.redact`), and docs/webhook-event.schema.json is
+the contract, versioned by `data.version`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from enduro._redact import redact
+from enduro.budgets.limits import final_reserve_usd
 from enduro.budgets.report import SpendView
-from enduro.context import EnduroContext
-from enduro.status import build_status
-from enduro.storage.leases import this_owner
-from enduro.threads import ThreadRow
+from enduro.events import EventType, ThreadSnapshot, thread_snapshot
+from enduro.forecast import forecast
+from enduro.report import progress as report_progress
+from enduro.state import USAGE_KEYS
 
 SCHEMA_VERSION = 1
 
-EVENT_TYPES: tuple[str, ...] = (
-    "run.started",
-    "run.resumed",
-    "plan.updated",
-    "step.started",
-    "step.completed",
-    "tool.called",
-    "budget.warning",
-    "run.heartbeat",
-    "run.paused",
-    "run.completed",
-    "run.budget_exhausted",
-    "run.cancelled",
-    "run.failed",
-)
-TERMINAL_EVENT = {
-    "completed": "run.completed",
-    "budget_exhausted": "run.budget_exhausted",
-    "cancelled": "run.cancelled",
-    "failed": "run.failed",
-    "paused": "run.paused",
-}
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # Beyond this the plan list is dropped from `data` (it is the only part that can grow).
 MAX_BODY_BYTES = 32_000
 MAX_ERROR_CHARS = 500
 
-
-@dataclass
-class ThreadView:
-    """What the handler knows of one thread's state: refreshed from every node's input (the
-    full state at the start of the super-step) and advanced by node outputs in between."""
-
-    thread_id: str
-    goal: str = ""
-    plan: list[dict[str, Any]] = field(default_factory=list)
-    current: str | None = None
-    usage: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    status: str = "running"
-    stop_reason: str | None = None
-    context: EnduroContext | None = None
-    segment: int | None = None
-    archive: dict[str, int] | None = None
-
-    def sync(self, state: dict[str, Any]) -> None:
-        self.goal = str(state.get("goal") or self.goal)
-        self.plan = [dict(s) for s in state.get("plan") or []]
-        self.current = state.get("current")
-        self.usage = dict(state.get("usage") or {})
-        self.warnings = list(state.get("warnings") or [])
-        status = state.get("status")
-        # A checkpoint still says `completed` when a finished thread is entered again.
-        self.status = "running" if status in (None, "running") else str(status)
-        self.stop_reason = state.get("stop_reason")
-        self.archive = state.get("archive")
-
-    def apply(self, update: dict[str, Any]) -> None:
-        if "plan" in update:
-            self.plan = [dict(s) for s in update["plan"] or []]
-        if "current" in update:
-            self.current = update["current"]
-        for key, value in (update.get("usage") or {}).items():
-            self.usage[key] = self.usage.get(key, 0) + value
-        if "warnings" in update:
-            self.warnings = list(update["warnings"] or [])
-        if "status" in update:
-            self.status = str(update["status"])
-        if "stop_reason" in update:
-            self.stop_reason = update["stop_reason"]
-        if "archive" in update:
-            self.archive = update["archive"]
-
-    def step(self, step_id: str | None) -> dict[str, Any] | None:
-        return next((s for s in self.plan if s.get("id") == step_id), None)
+_SECRETS = [
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]+"),
+    re.compile(r"(?i)\b(api[_-]?key|access[_-]?token|token|secret|password|sig)=[^&\s'\"]+"),
+    re.compile(r"(?<=://)[^/@\s'\"]+@"),
+]
 
 
 def eta_seconds(progress: dict[str, Any], active_seconds: float) -> float | None:
@@ -115,54 +55,53 @@ def iso_now(at: float | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def empty_snapshot() -> ThreadSnapshot:
+    """The thread before anything was said of it: running, no plan, no usage."""
+    return thread_snapshot({}, None, None)
+
+
 def snapshot(
-    view: ThreadView, checkpoint_id: str | None, spend: SpendView | None = None
+    thread_id: str,
+    thread: ThreadSnapshot,
+    checkpoint_id: str | None,
+    spend: SpendView | None = None,
 ) -> dict[str, Any]:
-    """The part of `data` every event carries, from the status JSON."""
-    row = ThreadRow(
-        thread_id=view.thread_id,
-        goal=view.goal,
-        status=view.status,
-        stop_reason=view.stop_reason,
-        context=view.context or EnduroContext(),
-        created_at=0.0,
-        updated_at=time.time(),
-        # Marks the row as live, so `effective_status` keeps a running thread `running`.
-        owner=this_owner(),
-        heartbeat_at=time.time(),
-        cancel_requested=False,
-        segments=view.segment or 0,
-    )
-    # A non-None report keeps build_status from rendering one that the event would drop.
-    values = {
-        "plan": view.plan,
-        "current": view.current,
-        "usage": view.usage,
-        "warnings": view.warnings,
-        "archive": view.archive,
-        "report": "",
-    }
-    status = build_status(row, values, checkpoint_id, spend)
-    progress = dict(status["progress"])
-    progress["eta_seconds"] = eta_seconds(progress, float(status["usage"]["active_seconds"]))
-    step = view.step(view.current)
+    """The part of `data` every event carries: the thread as the event's sayer saw it.
+
+    Figures are those of `enduro status`: progress counts archived steps; usage is the
+    state's counters overlaid with the ledger's (`spend`: dollars, model calls, tokens,
+    active time, which include what a crash left out of a checkpoint)."""
+    plan = thread["plan"]
+    progress = dict(report_progress(plan, thread["archive"]))  # type: ignore[arg-type]
+    raw = thread["usage"]
+    usage: dict[str, Any] = {k: raw.get(k, 0) for k in USAGE_KEYS}
+    usage["active_seconds"] = round(float(usage["active_seconds"]), 3)
+    if spend is not None:
+        usage.update(spend.usage())
+    progress["eta_seconds"] = eta_seconds(progress, float(usage["active_seconds"]))
+    step = next((s for s in plan if s["id"] == thread["current"]), None)
+    max_usd = thread["limits"].get("max_usd")
+    max_usd = float(max_usd) if isinstance(max_usd, int | float) else None
     return {
-        "thread_id": view.thread_id,
-        "status": status["status"],
-        "stop_reason": redact(status["stop_reason"], MAX_ERROR_CHARS),
-        "segment": view.segment,
+        "thread_id": thread_id,
+        "status": thread["status"],
+        "stop_reason": redact(thread["stop_reason"], MAX_ERROR_CHARS),
+        "segment": thread["segment"],
         "progress": progress,
         "current_step": {"id": step["id"], "title": step["title"]} if step else None,
-        "usage": status["usage"],
-        "limits": status["limits"],
-        "warnings": status["warnings"],
+        "usage": usage,
+        "limits": thread["limits"],
+        "warnings": thread["warnings"],
         "checkpoint_id": checkpoint_id,
-        "forecast": status["forecast"],
+        "forecast": forecast(
+            steps_done=progress["steps_done"],
+            steps_total=progress["steps_total"],
+            usage=usage,
+            limits=thread["limits"],
+            samples=spend.step_costs() if spend is not None else (),
+            reserve_usd=final_reserve_usd(max_usd, thread["final_reserve_usd"]),
+        ),
     }
-
-
-def plan_summary(view: ThreadView) -> list[dict[str, Any]]:
-    return [{"id": s["id"], "title": s["title"], "status": s["status"]} for s in view.plan]
 
 
 def render_body(

@@ -356,13 +356,6 @@ async def revive(
     return revived, enabled
 
 
-async def thread_ids_with_pending(db: Database) -> list[str]:
-    rows = await db.fetchall(
-        "SELECT DISTINCT thread_id FROM enduro_webhook_deliveries WHERE state = 'pending'"
-    )
-    return [r["thread_id"] for r in rows]
-
-
 def _filter(
     *,
     thread_id: str | None = None,

@@ -1,5 +1,10 @@
 """Wiring: a process's webhook session, the runner's segment events, and the env-configured
-handler of the module-level graph (`langgraph dev`)."""
+handler of the module-level graph (`langgraph dev`).
+
+Every event is written by `WebhookSession.emit`: the sayer's picture of the thread with
+the ledger's figures and the latest checkpoint id (`events.snapshot`), plus the event's own
+fields with free text redacted. A thread without an endpoint costs one query per segment.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import BaseCallbackHandler
 
@@ -19,6 +24,7 @@ from enduro._redact import redact
 from enduro.budgets.report import SpendView, load_spend
 from enduro.context import EnduroContext
 from enduro.errors import ConfigError
+from enduro.events import Fields, InterruptBrief, ThreadSnapshot, event, thread_snapshot
 from enduro.settings import Settings
 from enduro.status import checkpoint_values
 from enduro.storage import Backend, Database, open_backend
@@ -26,7 +32,7 @@ from enduro.storage.outage import DatabaseUnreachable
 from enduro.threads import ThreadRow
 from enduro.webhooks import outbox
 from enduro.webhooks.config import WebhookConfig
-from enduro.webhooks.events import MAX_ERROR_CHARS, ThreadView, render_body, snapshot
+from enduro.webhooks.events import MAX_ERROR_CHARS, render_body, snapshot
 from enduro.webhooks.handler import WebhookHandler
 from enduro.webhooks.sender import Sender
 
@@ -75,14 +81,23 @@ class WebhookSession:
         return self._enabled[thread_id]
 
     async def emit(
-        self, view: ThreadView, kind: str, extra: dict[str, Any], dedupe: str | None
+        self,
+        thread_id: str,
+        kind: str,
+        thread: ThreadSnapshot,
+        fields: Fields,
+        dedupe: str | None,
     ) -> int | None:
-        if not await self.enabled(view.thread_id):
+        """Write one event to the outbox and wake the sender; its seq, or None when the
+        thread has no endpoint or an event with the same `dedupe` key exists."""
+        if not await self.enabled(thread_id):
             return None
-        base = snapshot(view, await self._checkpoint_id(view.thread_id), await self._spend(view))
+        checkpoint_id = await self._checkpoint_id(thread_id)
+        base = snapshot(thread_id, thread, checkpoint_id, await self._spend(thread_id))
+        extra = _redacted(fields)
         written = await outbox.append(
             self.db,
-            view.thread_id,
+            thread_id,
             kind,
             lambda seq, event_id, at: render_body(
                 kind, event_id=event_id, seq=seq, created_at=at, base=base, extra=extra
@@ -94,10 +109,10 @@ class WebhookSession:
         self.sender.wake()
         return written[0]
 
-    async def _spend(self, view: ThreadView) -> SpendView | None:
+    async def _spend(self, thread_id: str) -> SpendView | None:
         """Dollars, calls and tokens from the ledger, as `enduro status` shows them."""
         try:
-            return await load_spend(self.db, view.thread_id)
+            return await load_spend(self.db, thread_id)
         except Exception as exc:
             log.debug("no ledger figures for the event: %s", exc)
             return None
@@ -141,18 +156,20 @@ class WebhookSession:
 
 
 class SegmentEvents:
-    """The runner's side: run.started / run.resumed when a segment starts, run.paused /
-    run.failed when it ends without reaching finish (finish's own event comes from the
-    handler), and the end of a session the runner opened itself."""
+    """The runner's side: it says run.started / run.resumed when a segment starts and
+    run.paused / run.failed when it ends without reaching finish (finish says its own
+    event), and ends a session the runner opened itself."""
 
     def __init__(self, session: WebhookSession, owned: bool, thread_id: str, enabled: bool):
         self.session = session
         self.owned = owned
         self.thread_id = thread_id
         self.enabled = enabled
+        self.segment: int | None = None
 
     @property
     def handler(self) -> BaseCallbackHandler | None:
+        """The handler to bind to the graph; None when the thread has no endpoint."""
         return self.session.handler if self.enabled else None
 
     async def started(
@@ -163,60 +180,45 @@ class SegmentEvents:
         segment: int,
         answered: list[dict[str, Any]] | None = None,
     ) -> None:
-        """run.started, or run.resumed (with the interrupts answered to resume it, if any)."""
+        """Say the segment started: run.started for the first, run.resumed after.
+
+        `answered` lists the interrupts answered to resume it (id, kind, tool), if any.
+        """
         if not self.enabled:
             return
-        self.session.handler.prime(self.thread_id, values, context, segment)
+        self.segment = segment
+        thread = thread_snapshot(values, context, segment, {"status": "running"})
+        thread["stop_reason"] = None
         if row.segments == 0:
-            await self.session.handler.emit(self.thread_id, "run.started", {}, "run.started")
-            return
-        status, reason = row.effective_status()
-        extra: dict[str, Any] = {
-            "resumed_from": {"status": status, "stop_reason": redact(reason, MAX_ERROR_CHARS)}
-        }
-        if answered:
-            extra["interrupts"] = answered
-        await self.session.handler.emit(
-            self.thread_id, "run.resumed", extra, f"run.resumed:{segment}"
-        )
+            said = event("run.started", self.thread_id, thread, dedupe="run.started")
+        else:
+            status, reason = row.effective_status()
+            fields: Fields = {"resumed_from": {"status": status, "stop_reason": reason}}
+            if answered:
+                fields["interrupts"] = cast(list[InterruptBrief], answered)
+            said = event("run.resumed", self.thread_id, thread, fields, f"run.resumed:{segment}")
+        await self.session.handler.said(said)
 
     async def waiting(self, interrupts: list[dict[str, Any]]) -> None:
-        """run.waiting: the segment stopped for a person. `interrupts` carry id, kind and
-        tool name only; a tool's arguments never leave the process in an event."""
+        """Say run.waiting: the segment stopped for a person.
+
+        `interrupts` carry id, kind and tool name only; a tool's arguments never leave the
+        process in an event.
+        """
         if not self.enabled:
             return
-        view = self.session.handler.prime_view(self.thread_id)
-        if view is None:
-            return
-        view.status, view.stop_reason = "waiting", None
         await asyncio.shield(
-            self.session.handler.emit(
-                self.thread_id,
-                "run.waiting",
-                {"interrupts": interrupts},
-                f"run.waiting:{view.segment}",
+            self.session.handler.waiting(
+                self.thread_id, cast(list[InterruptBrief], interrupts), self.segment
             )
         )
 
     async def ended(self, status: str, stop_reason: str | None) -> None:
-        """run.paused / run.failed for a segment that stopped outside finish."""
-        if not self.enabled or status not in ("paused", "failed"):
+        """Say run.paused / run.failed for a segment that stopped outside finish."""
+        if not self.enabled:
             return
-        view = self.session.handler.prime_view(self.thread_id)
-        if view is None:
-            return
-        view.status, view.stop_reason = status, stop_reason
-        extra: dict[str, Any] = {}
-        if status == "failed":
-            kind, _, message = (stop_reason or "").partition(": ")
-            extra["error"] = {
-                "type": kind or None,
-                "message": redact(message or stop_reason, MAX_ERROR_CHARS),
-            }
         await asyncio.shield(
-            self.session.handler.emit(
-                self.thread_id, f"run.{status}", extra, f"run.{status}:{view.segment}"
-            )
+            self.session.handler.stopped(self.thread_id, status, stop_reason, self.segment)
         )
 
     async def close(self) -> None:
@@ -309,10 +311,33 @@ class EnvWebhooks:
             await stack.aclose()
 
     async def emit(
-        self, view: ThreadView, kind: str, extra: dict[str, Any], dedupe: str | None
+        self,
+        thread_id: str,
+        kind: str,
+        thread: ThreadSnapshot,
+        fields: Fields,
+        dedupe: str | None,
     ) -> int | None:
+        """`WebhookSession.emit` on the env-configured session; None when webhooks are off."""
         session = await self._get()
-        return None if session is None else await session.emit(view, kind, extra, dedupe)
+        if session is None:
+            return None
+        return await session.emit(thread_id, kind, thread, fields, dedupe)
+
+
+def _redacted(fields: Fields) -> dict[str, Any]:
+    """The event's own fields with free text (error messages, stop reasons) redacted."""
+    out: dict[str, Any] = dict(fields)
+    if fields.get("error") is not None:
+        error = fields["error"]
+        out["error"] = {"type": error["type"], "message": redact(error["message"], MAX_ERROR_CHARS)}
+    resumed = fields.get("resumed_from")
+    if resumed is not None:
+        out["resumed_from"] = {
+            **resumed,
+            "stop_reason": redact(resumed["stop_reason"], MAX_ERROR_CHARS),
+        }
+    return out
 
 
 def env_handler() -> WebhookHandler:
@@ -334,10 +359,9 @@ async def thread_cancelled(backend: Backend, thread_id: str) -> None:
         if row is None or not await session.attach(thread_id):
             return
         values, _ = await checkpoint_values(backend, thread_id)
-        view = session.handler.prime(thread_id, values, row.context, row.segments)
-        view.status, view.stop_reason = "cancelled", "cancel"
-        await session.handler.emit(
-            thread_id, "run.cancelled", {}, f"run.cancelled:cli:{row.segments}"
-        )
+        stop = {"status": "cancelled", "stop_reason": "cancel"}
+        thread = thread_snapshot(values, row.context, row.segments, stop)
+        key = f"run.cancelled:cli:{row.segments}"
+        await session.emit(thread_id, "run.cancelled", thread, {}, key)
     finally:
         await session.close()
