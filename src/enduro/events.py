@@ -109,8 +109,10 @@ class StepCompleted(TypedDict):
 
 
 class ToolCalled(TypedDict):
-    """tool.called: the tool's name, its wall time in milliseconds and whether it
-    succeeded. Never its arguments or output."""
+    """tool.called: the tool's name, wall time (milliseconds) and success.
+
+    Never its arguments or output.
+    """
 
     name: str
     duration_ms: int
@@ -118,8 +120,11 @@ class ToolCalled(TypedDict):
 
 
 class BudgetWarning(TypedDict):
-    """budget.warning: `code` is the state's warning tag (e.g. `max_usd:80`); `limit` and
-    `percent` are parsed from tags of that shape, else None."""
+    """budget.warning: a warning tag of the state and what it means.
+
+    `code` is the tag (e.g. `max_usd:80`); `limit` and `percent` are parsed from tags of
+    that shape, else None.
+    """
 
     code: str
     limit: str | None
@@ -253,7 +258,8 @@ def warning_info(tag: str) -> BudgetWarning:
     """The budget.warning payload of warning tag `tag`.
 
     `max_usd:80` gives {"code": "max_usd:80", "limit": "max_usd", "percent": 80}; tags of
-    another shape (the guard may add some) keep their code and nothing else."""
+    another shape (the guard may add some) keep their code and nothing else.
+    """
     limit, _, pct = tag.partition(":")
     if pct.replace(".", "", 1).isdigit():
         return {"code": tag, "limit": limit, "percent": float(pct) if "." in pct else int(pct)}
@@ -270,7 +276,8 @@ async def say(config: RunnableConfig, said: Event) -> None:
 
     Called from inside a node (its `config`), so the event is attached to the node's run.
     Does nothing when the run has no callback handler (a node called directly in a test,
-    a graph built without webhooks)."""
+    a graph built without webhooks).
+    """
     manager = get_async_callback_manager_for_config(config)
     if not manager.handlers or manager.parent_run_id is None:
         return

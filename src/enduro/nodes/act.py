@@ -18,11 +18,17 @@ from enduro.state import AgentState, PlanStep
 
 
 def current_step(state: AgentState) -> PlanStep | None:
+    """The plan step `state["current"]` names, or None."""
     current = state.get("current")
     return next((s for s in state.get("plan") or [] if s["id"] == current), None)
 
 
 def make_act_node(services: Services) -> Any:
+    """The act node: one model call on the current step, with the tools bound.
+
+    The first round of each attempt at a step says step.started.
+    """
+
     async def act(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:

@@ -27,8 +27,10 @@ _SUMMARY_ALLOWED = {None, "max_iterations", "max_tool_calls", "max_usd"}
 
 
 def final_call_allowed(status: str, stop_reason: str | None, has_results: bool = True) -> bool:
-    """Whether finish may spend one model call on a written summary (never on a run that
-    has no step results to summarise)."""
+    """Whether finish may spend one model call on a written summary.
+
+    Never on a run that has no step results to summarise.
+    """
     return (
         has_results
         and status in ("completed", "budget_exhausted")
@@ -37,6 +39,12 @@ def final_call_allowed(status: str, stop_reason: str | None, has_results: bool =
 
 
 def make_finish_node(services: Services) -> Any:
+    """The finish node: the report, the terminal status, and the run's terminal event.
+
+    The event (run.completed, run.budget_exhausted, run.cancelled, run.paused or
+    run.failed) is said once per segment.
+    """
+
     async def finish(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from enduro.state import AgentState, RunStatus
 
 
 def status_for(stop_reason: str | None) -> RunStatus:
+    """The terminal status of a guard stop: completed, cancelled or budget_exhausted."""
     if stop_reason is None:
         return "completed"
     if stop_reason == StopReason.CANCEL:
@@ -33,6 +34,12 @@ _NODE_STOPS = ("budget_exhausted", "paused", "failed")
 
 
 def make_guard_node(services: Services) -> Any:
+    """The guard node: another iteration, or finish.
+
+    It records the budget snapshot and the warnings, and says budget.warning for each new
+    warning.
+    """
+
     async def guard(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:
@@ -79,8 +86,11 @@ async def _say_warnings(
     context: EnduroContext,
     config: RunnableConfig,
 ) -> None:
-    """budget.warning for each threshold crossed now. The key holds the limit's value: a
-    warning that fires again after a resume raised the limit is a new event."""
+    """Say budget.warning for each threshold crossed now.
+
+    The dedupe key holds the limit's value: a warning that fires again after a resume
+    raised the limit is a new event.
+    """
     if not tags:
         return
     thread_id = thread_id_of(config)

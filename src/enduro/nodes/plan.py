@@ -18,6 +18,8 @@ from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, AgentState, PlanStep
 
 
 class StepSpec(BaseModel):
+    """One step as the model writes it (plan, or reflect's replan)."""
+
     title: str = Field(description="Short imperative title of the step")
     detail: str = Field(default="", description="What the step must achieve")
 
@@ -31,6 +33,10 @@ class Plan(BaseModel):
 
 
 def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
+    """Pending plan steps with ids `s{first_id}`, `s{first_id + 1}`, … from `specs`.
+
+    At most MAX_PLAN_STEPS; titles are capped at 200 characters, details at 2000.
+    """
     return [
         PlanStep(
             id=f"s{first_id + i}",
@@ -45,10 +51,16 @@ def make_steps(specs: list[StepSpec], first_id: int = 1) -> list[PlanStep]:
 
 
 def has_open_steps(plan: list[PlanStep]) -> bool:
+    """Whether any step is still pending or active."""
     return any(s["status"] in ("pending", "active") for s in plan)
 
 
 def make_plan_node(services: Services) -> Any:
+    """The plan node: the goal as steps, then plan.updated.
+
+    A re-entered thread keeps its plan and says nothing.
+    """
+
     async def plan(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:

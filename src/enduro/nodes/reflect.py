@@ -79,7 +79,8 @@ def apply_review(
 ) -> tuple[list[PlanStep], str | None, int]:
     """New plan, next current step id and replan count after `review` of `step_id`.
 
-    Pure, so the plan's lifecycle is tested without a model."""
+    Pure, so the plan's lifecycle is tested without a model.
+    """
     plan = [dict(s) for s in plan]  # type: ignore[misc]
     index = next(i for i, s in enumerate(plan) if s["id"] == step_id)
     step = plan[index]
@@ -104,6 +105,11 @@ def apply_review(
 
 
 def make_reflect_node(services: Services) -> Any:
+    """The reflect node: judge the current step and update the plan.
+
+    It drops the step's working messages and says step.completed / plan.updated.
+    """
+
     async def reflect(
         state: AgentState, runtime: Runtime[EnduroContext], config: RunnableConfig
     ) -> dict[str, Any]:
@@ -157,8 +163,11 @@ async def _say_review(
     context: EnduroContext,
     config: RunnableConfig,
 ) -> None:
-    """step.completed when the reviewed step finished (not sent back for a retry), and
-    plan.updated when the plan's steps changed (a replan, or finished steps archived)."""
+    """Say what the review did to the plan.
+
+    step.completed when the reviewed step finished (not sent back for a retry), then
+    plan.updated when the plan's steps changed (a replan, or finished steps archived).
+    """
     thread_id = thread_id_of(config)
     thread = thread_snapshot(state, context, segment_of(config), update)
     if reviewed["status"] in FINISHED_STEP_STATUSES:

@@ -40,8 +40,10 @@ _SECRETS = [
 
 
 def eta_seconds(progress: dict[str, Any], active_seconds: float) -> float | None:
-    """Remaining steps times the mean active time of the steps done so far: None until a
-    step is done, 0 when none remain."""
+    """Seconds left: remaining steps times the mean active time of the steps done.
+
+    None until a step is done, 0 when none remain.
+    """
     done, total = int(progress["steps_done"]), int(progress["steps_total"])
     if total and done >= total:
         return 0.0
@@ -51,6 +53,7 @@ def eta_seconds(progress: dict[str, Any], active_seconds: float) -> float | None
 
 
 def iso_now(at: float | None = None) -> str:
+    """`at` (epoch seconds; default now) as UTC ISO 8601 with milliseconds and a Z."""
     moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -70,7 +73,8 @@ def snapshot(
 
     Figures are those of `enduro status`: progress counts archived steps; usage is the
     state's counters overlaid with the ledger's (`spend`: dollars, model calls, tokens,
-    active time, which include what a crash left out of a checkpoint)."""
+    active time, which include what a crash left out of a checkpoint).
+    """
     plan = thread["plan"]
     progress = dict(report_progress(plan, thread["archive"]))  # type: ignore[arg-type]
     raw = thread["usage"]

@@ -103,6 +103,7 @@ class WebhookHandler(AsyncCallbackHandler):
     raise_error = False
 
     def __init__(self, emitter: Emitter, graph_name: str = GRAPH_NAME) -> None:
+        """See the class docstring."""
         self.emitter = emitter
         self.graph_name = graph_name
         self._threads: dict[str, _Thread] = {}
@@ -138,8 +139,13 @@ class WebhookHandler(AsyncCallbackHandler):
     # -- what the runner says ----------------------------------------------------------------
 
     async def said(self, said: Event) -> int | None:
-        """Write an event the runner says (run.started / run.resumed); the runner then
-        drives the thread's segment events until `forget`. Its seq, or None."""
+        """Write an event the runner says (run.started / run.resumed).
+
+        The runner then drives the thread's segment events until `forget`.
+
+        Returns:
+            The event's seq, or None when nothing was written.
+        """
         thread = self._thread(said["thread_id"])
         thread.runner_driven = True
         return await self._write(thread, said)
@@ -338,20 +344,24 @@ class WebhookHandler(AsyncCallbackHandler):
     # -- heartbeat and writing ---------------------------------------------------------------
 
     async def _heartbeat(self, thread: _Thread) -> None:
-        """`run.heartbeat` whenever `heartbeat_seconds` pass without an event while a node
-        is running: a five-minute model call still shows the run is alive."""
+        """Write `run.heartbeat` after `heartbeat_seconds` without an event while a node runs.
+
+        A five-minute model call still shows the run is alive. The quiet time counts from
+        the later of the last event and the oldest running node's start, so a beat never
+        names a node that has only just started.
+        """
         while True:
             every = self.emitter.heartbeat_seconds
-            wait = thread.last_event + every - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
             if not thread.in_flight:
                 await asyncio.sleep(min(every, 1.0))
                 continue
+            node, since = min(thread.in_flight.values(), key=lambda f: f[1])
+            wait = max(thread.last_event, since) + every - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
             if thread.start_due:  # a slow first node: the segment's event comes first
                 await self._root_event(thread)
-            node, since = min(thread.in_flight.values(), key=lambda f: f[1])
             running: InFlight = {
                 "node": node,
                 "step_id": None if node == "plan" else thread.last["current"],

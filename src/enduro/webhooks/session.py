@@ -1,5 +1,6 @@
-"""Wiring: a process's webhook session, the runner's segment events, and the env-configured
-handler of the module-level graph (`langgraph dev`).
+"""Wiring: a process's webhook session, the runner's events, the `langgraph dev` handler.
+
+The handler of the module-level graph (`langgraph dev`) is configured from the env.
 
 Every event is written by `WebhookSession.emit`: the sayer's picture of the thread with
 the ledger's figures and the latest checkpoint id (`events.snapshot`), plus the event's own
@@ -45,13 +46,17 @@ _LATEST_CHECKPOINT = (
 
 
 class WebhookSession:
-    """Webhooks for the threads one process runs: subscribes them to the configured
-    endpoints, writes their events to the outbox and delivers them in the background.
+    """Webhooks for the threads one process runs.
+
+    Subscribes them to the configured endpoints, writes their events to the outbox and
+    delivers them in the background.
 
     A thread with no endpoint (none configured now, none recorded before) costs one query
-    per segment and writes nothing."""
+    per segment and writes nothing.
+    """
 
     def __init__(self, db: Database, config: WebhookConfig) -> None:
+        """A session on `db` (outbox, endpoints) with `config` (URLs, secret, timings)."""
         self.db = db
         self.config = config
         self.sender = Sender(db, config, thread_ids=())
@@ -61,11 +66,15 @@ class WebhookSession:
 
     @property
     def heartbeat_seconds(self) -> float:
+        """Seconds without an event, while a node runs, before a run.heartbeat."""
         return self.config.heartbeat_seconds
 
     async def attach(self, thread_id: str) -> bool:
-        """Subscribe the thread to this process's endpoints; True if it has any endpoint
-        (now or from an earlier segment), and then its pending events are delivered."""
+        """Subscribe the thread to this process's endpoints; True if it has any.
+
+        Endpoints recorded by an earlier segment count too; the thread's pending events
+        are then delivered.
+        """
         if self.config.urls:
             await outbox.subscribe(self.db, thread_id, self.config.urls, self.config.fingerprint)
         enabled = bool(await outbox.endpoints(self.db, thread_id))
@@ -76,6 +85,7 @@ class WebhookSession:
         return enabled
 
     async def enabled(self, thread_id: str) -> bool:
+        """Whether the thread has an endpoint (attached on first use, then cached)."""
         if thread_id not in self._enabled:
             await self.attach(thread_id)
         return self._enabled[thread_id]
@@ -88,8 +98,12 @@ class WebhookSession:
         fields: Fields,
         dedupe: str | None,
     ) -> int | None:
-        """Write one event to the outbox and wake the sender; its seq, or None when the
-        thread has no endpoint or an event with the same `dedupe` key exists."""
+        """Write one event to the outbox and wake the sender.
+
+        Returns:
+            The event's seq; None when the thread has no endpoint or an event with the
+            same `dedupe` key exists.
+        """
         if not await self.enabled(thread_id):
             return None
         checkpoint_id = await self._checkpoint_id(thread_id)
@@ -129,9 +143,11 @@ class WebhookSession:
         return str(row["checkpoint_id"]) if row else None
 
     async def close(self, *, flush: bool | None = None) -> None:
-        """Give pending deliveries up to `flush_seconds`, then stop. No waiting when the
-        task is being cancelled (a second Ctrl-C): what is pending stays in the outbox for
-        the next `enduro resume` or `enduro webhooks deliver`."""
+        """Give pending deliveries up to `flush_seconds`, then stop.
+
+        No waiting when the task is being cancelled (a second Ctrl-C): what is pending
+        stays in the outbox for the next `enduro resume` or `enduro webhooks deliver`.
+        """
         if flush is None:
             task = asyncio.current_task()
             flush = not (task is not None and task.cancelling())
@@ -149,18 +165,24 @@ class WebhookSession:
             await self.sender.stop()
 
     async def __aenter__(self) -> WebhookSession:
+        """The session itself."""
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close; flush only when the block ended without an exception."""
         await self.close(flush=None if exc[0] is None else False)
 
 
 class SegmentEvents:
-    """The runner's side: it says run.started / run.resumed when a segment starts and
-    run.paused / run.failed when it ends without reaching finish (finish says its own
-    event), and ends a session the runner opened itself."""
+    """The runner's side of a segment's events.
+
+    It says run.started / run.resumed when a segment starts and run.paused / run.failed
+    when it ends without reaching finish (finish says its own event), and ends a session
+    the runner opened itself.
+    """
 
     def __init__(self, session: WebhookSession, owned: bool, thread_id: str, enabled: bool):
+        """Events of `thread_id` through `session` (closed at the end when `owned`)."""
         self.session = session
         self.owned = owned
         self.thread_id = thread_id
@@ -222,8 +244,10 @@ class SegmentEvents:
         )
 
     async def close(self) -> None:
-        """Forget the thread; flush and stop a session opened for this segment alone
-        (without waiting when a second signal is cancelling the run)."""
+        """Forget the thread; flush and stop a session opened for this segment alone.
+
+        No waiting when a second signal is cancelling the run.
+        """
         task = asyncio.current_task()
         flush = not (task is not None and task.cancelling())
         await asyncio.shield(self._close(flush))
@@ -238,9 +262,12 @@ class SegmentEvents:
 async def open_segment(
     db: Database, thread_id: str, session: WebhookSession | None
 ) -> SegmentEvents:
-    """For `advance_with_backend`: the caller's session, or one configured from the
-    environment (any worker advancing a thread delivers to the thread's recorded
-    endpoints, signing with ENDURO_WEBHOOK_SECRET)."""
+    """The events of one segment run by `advance_with_backend`.
+
+    Through the caller's session, or one configured from the environment: any worker
+    advancing a thread delivers to the thread's recorded endpoints, signing with
+    ENDURO_WEBHOOK_SECRET.
+    """
     owned = session is None
     if session is None:
         session = WebhookSession(db, WebhookConfig.from_env())
@@ -254,12 +281,15 @@ async def open_segment(
 
 
 class EnvWebhooks:
-    """The emitter behind the module-level `graph` (what `langgraph dev` serves): configured
-    from ENDURO_WEBHOOK_URL / ENDURO_WEBHOOK_SECRET / ENDURO_DATABASE_URL when the first run
-    starts, on the server's own event loop. Inactive (no database opened) unless
-    ENDURO_WEBHOOK_URL is set."""
+    """The emitter behind the module-level `graph` (what `langgraph dev` serves).
+
+    Configured from ENDURO_WEBHOOK_URL / ENDURO_WEBHOOK_SECRET / ENDURO_DATABASE_URL when
+    the first run starts, on the server's own event loop. Inactive (no database opened)
+    unless ENDURO_WEBHOOK_URL is set.
+    """
 
     def __init__(self) -> None:
+        """Nothing is opened until the first run."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: WebhookSession | None = None
         self._stack: AsyncExitStack | None = None
@@ -268,6 +298,7 @@ class EnvWebhooks:
 
     @property
     def heartbeat_seconds(self) -> float:
+        """The configured heartbeat interval (30 s before the first run)."""
         return self._session.config.heartbeat_seconds if self._session else 30.0
 
     async def _get(self) -> WebhookSession | None:
@@ -297,12 +328,16 @@ class EnvWebhooks:
         return self._session
 
     async def enabled(self, thread_id: str) -> bool:
+        """Whether webhooks are on and the thread has an endpoint."""
         session = await self._get()
         return session is not None and await session.enabled(thread_id)
 
     async def aclose(self) -> None:
-        """Deliver what is pending (bounded) and close the database; a server never needs
-        this (it stops with its loop), tests and embedding applications do."""
+        """Deliver what is pending (bounded) and close the database.
+
+        A server never needs this (it stops with its loop); tests and embedding
+        applications do.
+        """
         session, stack = self._session, self._stack
         self._session, self._stack, self._loop = None, None, None
         if session is not None:
