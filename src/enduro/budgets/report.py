@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,9 +87,12 @@ class SpendView:
 
 async def load_spend(db: Database, thread_id: str) -> SpendView:
     ledger = Ledger(db)
-    return SpendView(
-        totals=await ledger.totals(thread_id),
-        lines=await ledger.breakdown(thread_id),
-        active_seconds=await ledger.active_seconds(thread_id),
-        calls=await ledger.calls(thread_id),
+    # Independent reads: on PostgreSQL they run on pooled connections at once (every
+    # webhook event and every `enduro status` waits for them).
+    totals, lines, active_seconds, calls = await asyncio.gather(
+        ledger.totals(thread_id),
+        ledger.breakdown(thread_id),
+        ledger.active_seconds(thread_id),
+        ledger.calls(thread_id),
     )
+    return SpendView(totals=totals, lines=lines, active_seconds=active_seconds, calls=calls)

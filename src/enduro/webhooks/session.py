@@ -106,8 +106,11 @@ class WebhookSession:
         """
         if not await self.enabled(thread_id):
             return None
-        checkpoint_id = await self._checkpoint_id(thread_id)
-        base = snapshot(thread_id, thread, checkpoint_id, await self._spend(thread_id))
+        # Independent reads: on PostgreSQL they run on two pooled connections at once.
+        checkpoint_id, spend = await asyncio.gather(
+            self._checkpoint_id(thread_id), self._spend(thread_id)
+        )
+        base = snapshot(thread_id, thread, checkpoint_id, spend)
         extra = _redacted(fields)
         written = await outbox.append(
             self.db,
