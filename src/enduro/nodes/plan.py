@@ -17,9 +17,9 @@ from enduro.nodes.services import Services, context_of, model_config, thread_id_
 from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, AgentState, PlanStep
 
 
+# One step as the model writes it (plan, or reflect's replan). No docstring on purpose:
+# pydantic sends it to the model as the schema's description, which every request pays for.
 class StepSpec(BaseModel):
-    """One step as the model writes it (plan, or reflect's replan)."""
-
     title: str = Field(description="Short imperative title of the step")
     detail: str = Field(default="", description="What the step must achieve")
 
