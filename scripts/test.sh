@@ -42,7 +42,9 @@ fi
 echo "== ruff" >&2
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
-echo "== mypy --strict src/" >&2
+echo "== mypy --strict src/ tests/" >&2
 .venv/bin/mypy
+# The tests too (same strict config; mypy_path finds their helpers: fakellm, receiver, ...).
+.venv/bin/mypy tests
 echo "== pytest (Postgres: $ENDURO_TEST_DATABASE_URL)" >&2
 .venv/bin/python -m pytest -q "$@"

@@ -330,7 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             readable, _, _ = select.select([self.connection], [], [], 0)
             if not readable:
                 return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+            return peeked == b""
         except (OSError, ValueError):
             return True
 
@@ -594,7 +595,9 @@ class ScriptedLLM:
         if kind == "plan":
             if malformed:
                 return _Answer(tool_name="Plan", arguments='{"steps": [{"title": "Survey the')
-            args = {"steps": [{"title": t, "detail": f"Details for {t}."} for t in self.steps]}
+            args: dict[str, Any] = {
+                "steps": [{"title": t, "detail": f"Details for {t}."} for t in self.steps]
+            }
             return _Answer(tool_name="Plan", arguments=json.dumps(args))
         if kind == "review":
             if malformed:

@@ -42,7 +42,7 @@ class PgProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Transport] = set()
+        self._pipes: set[asyncio.WriteTransport] = set()
         self._timers: list[threading.Timer] = []
 
     @classmethod
@@ -145,12 +145,12 @@ class PgProxy:
             client.abort()
             up_writer.transport.abort()
             return
-        self._pipes.update((client, up_writer.transport))  # type: ignore[arg-type]
+        self._pipes.update((client, up_writer.transport))
         await asyncio.gather(
             self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True
         )
-        self._pipes.discard(client)  # type: ignore[arg-type]
-        self._pipes.discard(up_writer.transport)  # type: ignore[arg-type]
+        self._pipes.discard(client)
+        self._pipes.discard(up_writer.transport)
 
     @staticmethod
     async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

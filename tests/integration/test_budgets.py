@@ -129,7 +129,8 @@ async def test_each_count_limit_stops_the_run_and_is_never_passed(
     db_url: str, llm_env: ScriptedLLM, limit: str, value: int
 ) -> None:
     llm_env.tool_use = True
-    tid = await start(db_url, **{limit: value})
+    knobs: dict[str, Any] = {limit: value}
+    tid = await start(db_url, **knobs)
     outcome = await advance_thread(tid, database_url=db_url)
     assert (outcome.status, outcome.stop_reason, outcome.exit_code) == (
         "budget_exhausted",

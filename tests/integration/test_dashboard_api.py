@@ -51,7 +51,7 @@ def test_pages_are_keyset_paginated_newest_first_and_filtered(
         cursor: str | None = None
         pages = 0
         while True:
-            params = {"limit": 40, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"limit": 40, **({"cursor": cursor} if cursor else {})}
             page = client.get("/api/threads", params=params).json()
             seen += [t["thread_id"] for t in page["items"]]
             pages += 1

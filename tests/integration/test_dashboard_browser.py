@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from clikit import ENDURO, cli_env, run_cli
 from dashkit import Dashboard, artifact, seed_sync
@@ -151,7 +151,12 @@ def test_a_goal_full_of_markup_stays_text(page: Page, llm: ScriptedLLM, tmp_path
     done = run_cli(["run", goal, "--thread-id", tid, "--db", db, "--quiet"], env)
     assert done.returncode == 0, done.stderr
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     with Dashboard(db, env) as dash:
         page.goto(dash.url)
         expect(page.locator(f"tr[data-thread='{tid}'] td.goal")).to_have_text(goal)

@@ -227,8 +227,11 @@ def dev_server(db_url: str, tmp_path: Path) -> Iterator[DevServer]:
         print(log.read_text(errors="replace")[-20_000:] if log.exists() else "<no log>")
 
 
-async def _enduro(server: DevServer, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run the `enduro` CLI in its own process on the server's database; its --json."""
+async def _enduro(server: DevServer, *args: str) -> tuple[int, Any]:
+    """Run the `enduro` CLI in its own process on the server's database.
+
+    Returns its exit code and its --json (an object, or a list for `list`).
+    """
     proc = await asyncio.create_subprocess_exec(
         str(BIN / "enduro"),
         *args,
@@ -250,6 +253,12 @@ async def _enduro(server: DevServer, *args: str) -> tuple[int, dict[str, Any]]:
     return int(proc.returncode or 0), json.loads(out)
 
 
+def _as_dict(answer: object) -> dict[str, Any]:
+    """An SDK answer typed as a union (a run's values may be a list) that must be a dict."""
+    assert isinstance(answer, dict), answer
+    return answer
+
+
 def _plan(values: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(s["id"], s["title"], s["status"]) for s in values.get("plan") or []]
 
@@ -265,7 +274,7 @@ async def _read_cli_thread(client: Any, thread_id: str) -> dict[str, Any]:
 
 async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServer) -> None:
     server, llm = dev_server, dev_server.llm
-    client = get_client(url=server.url, api_key=None, timeout=httpx.Timeout(RUN_TIMEOUT))
+    client = get_client(url=server.url, api_key=None, timeout=RUN_TIMEOUT)
 
     # 1. The graph is served, and the per-run knobs are its context schema (Studio's form).
     assistants = await client.assistants.search(graph_id="enduro")
@@ -295,14 +304,15 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     thread = await client.threads.create(graph_id="enduro")
     thread_id = thread["thread_id"]
     started = time.monotonic()
-    final = await asyncio.wait_for(
-        client.runs.wait(
-            thread_id, assistant_id, input={"goal": GOAL}, context={"max_iterations": 50}
-        ),
-        RUN_TIMEOUT,
+    final = _as_dict(
+        await asyncio.wait_for(
+            client.runs.wait(
+                thread_id, assistant_id, input={"goal": GOAL}, context={"max_iterations": 50}
+            ),
+            RUN_TIMEOUT,
+        )
     )
     print(f"dev-server run took {time.monotonic() - started:.1f}s")
-    assert isinstance(final, dict), final
     assert final.get("status") == "completed", final
     assert final.get("stop_reason") is None
     assert len(final["plan"]) == 3
@@ -317,9 +327,10 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
         "s3.md",
     ]
     # Its checkpoints are in enduro's database: the thread's state as the server reads it.
-    state = await client.threads.get_state(thread_id)
-    assert state["values"]["status"] == "completed"
-    assert state["next"] == []
+    served = await client.threads.get_state(thread_id)
+    assert isinstance(served["values"], dict), served["values"]
+    assert served["values"]["status"] == "completed"
+    assert served["next"] == []
     # ...and the CLI sees the thread the dev server started ("and vice versa").
     code, listed = await _enduro(server, "list")
     assert code == 0 and thread_id in [t["thread_id"] for t in listed], listed
@@ -360,11 +371,13 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     assert _plan(state["values"]) == [
         (s["id"], s["title"], s["status"]) for s in limited_status["plan"]
     ]
-    final = await asyncio.wait_for(
-        client.runs.wait(
-            limited, assistant_id, input={"goal": GOAL}, context={"max_iterations": 50}
-        ),
-        RUN_TIMEOUT,
+    final = _as_dict(
+        await asyncio.wait_for(
+            client.runs.wait(
+                limited, assistant_id, input={"goal": GOAL}, context={"max_iterations": 50}
+            ),
+            RUN_TIMEOUT,
+        )
     )
     assert final["status"] == "completed", final
     assert all(step["status"] == "done" for step in final["plan"])
@@ -390,7 +403,7 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
     assert shown["value"]["args"] == pending["args"]
     # The run's knobs travel with each run on the Agent Server (the CLI keeps them in its
     # own table), so the approval requirement is given again here.
-    context = {"max_iterations": 50, "approve": ["write_file"]}
+    context: dict[str, Any] = {"max_iterations": 50, "approve": ["write_file"]}
     answered = 0
     while state["interrupts"] and answered < 6:
         resume = {i["id"]: {"decision": "approve"} for i in state["interrupts"]}
@@ -399,7 +412,7 @@ async def test_langgraph_dev_serves_enduro_on_its_own_saver(dev_server: DevServe
             RUN_TIMEOUT,
         )
         answered += 1
-        state = await client.threads.get_state(waiting)
+        state = _as_dict(await client.threads.get_state(waiting))
     assert answered == 3, "one approval per step's write"
     assert state["values"]["status"] == "completed" and state["next"] == []
     assert sorted(p.name for p in (server.workspace / waiting / "notes").iterdir()) == [

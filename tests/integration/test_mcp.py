@@ -61,7 +61,7 @@ def test_stdio_server_tools_approval_and_a_server_that_dies_mid_run(
             }
         },
     )
-    script = {
+    script: dict[str, list[list[tuple[str, dict[str, Any]]]]] = {
         "s1": [
             [("calc__add", {"a": 2, "b": 3})],
             [("calc__crash", {})],  # the server process exits in the middle of the call

@@ -52,7 +52,7 @@ class FooChat(BaseChatModel):
             if error is not None:
                 raise error
         usage = {"input_tokens": 40, "output_tokens": 10, "total_tokens": 50}
-        message = AIMessage("done", usage_metadata=usage)  # type: ignore[arg-type]
+        message = AIMessage("done", usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from enduro.nodes.archive import add_to_archive, compact, write_history
 from enduro.nodes.prompts import render_plan
+from enduro.records import Archive
 from enduro.report import progress, render_report
 from enduro.state import PlanStep
 
@@ -35,13 +36,13 @@ def test_compact_keeps_the_newest_finished_steps_and_all_open_ones() -> None:
 
 def test_progress_report_and_prompt_count_archived_steps(tmp_path: Path) -> None:
     plan = [_step(7, "done"), _step(8, "active")]
-    archive = {"steps": 6, "failed": 1}
-    assert progress(plan, archive) == {"steps_done": 7, "steps_total": 8, "percent": 87.5}  # type: ignore[arg-type]
+    archive: Archive = {"steps": 6, "failed": 1}
+    assert progress(plan, archive) == {"steps_done": 7, "steps_total": 8, "percent": 87.5}
     report = render_report(
         goal="g", plan=plan, status="paused", stop_reason="signal", usage={}, archive=archive
-    )  # type: ignore[arg-type]
+    )
     assert "Steps done (7/8)" in report and "6 earlier steps (1 failed)" in report
-    assert render_plan(plan, archive).startswith("(6 earlier steps finished")  # type: ignore[arg-type]
+    assert render_plan(plan, archive).startswith("(6 earlier steps finished")
 
 
 def test_history_files_are_rewritten_not_appended(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+# openai builds its errors on httpx2 (its own fork of httpx), so these are httpx2 objects.
+import httpx2
 import openai
 import pytest
 
@@ -55,8 +56,8 @@ def test_final_reserve_and_caps() -> None:
 def _status_error(
     cls: type[openai.APIStatusError], status: int, code: str | None, headers: dict[str, str]
 ) -> openai.APIStatusError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-    response = httpx.Response(status, headers=headers, request=request)
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, headers=headers, request=request)
     body: dict[str, Any] = {"message": f"injected {status}", "code": code, "type": code}
     return cls(f"Error code: {status} - sk-abcdef123456", response=response, body=body)
 
@@ -99,7 +100,7 @@ def test_unfixable_errors_fail_at_once(
 def test_server_and_connection_errors_are_retried_and_stay_charged() -> None:
     server = classify(_status_error(openai.InternalServerError, 503, None, {}), "t")
     assert server is not None and server.kind == "transient" and server.billed
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
     cut = classify(openai.APIConnectionError(request=request), "t")
     assert cut is not None and cut.kind == "transient" and cut.billed
     assert classify(ValueError("not a provider error"), "t") is None
@@ -113,7 +114,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_closed_event_loop_stops_the_run_with_what_to_do_even_when_wrapped() -> None:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
     wrapped = openai.APIConnectionError(request=request)
     wrapped.__cause__ = RuntimeError("Event loop is closed")
     for exc in (RuntimeError("Event loop is closed"), wrapped):

@@ -37,7 +37,7 @@ def test_error_json_shape() -> None:
     body = ConfigError("--max-usd must be > 0, got -1").to_json()
     assert body == {"error": {"code": "config", "message": "--max-usd must be > 0, got -1"}}
     assert json.loads(json.dumps(body)) == body
-    assert ErrorCode.USAGE == "usage"
+    assert isinstance(ErrorCode.USAGE, str) and str(ErrorCode.USAGE) == "usage"
 
 
 def test_stop_reason_values_are_the_status_contract() -> None:

@@ -9,6 +9,7 @@ import httpx
 import openai
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from enduro.models import bind_to_loop, check_loop, note_used
 
@@ -17,16 +18,16 @@ def test_chat_openai_gets_its_own_client_and_keeps_its_settings() -> None:
     model = ChatOpenAI(
         model="m",
         base_url="http://127.0.0.1:9/v1",
-        api_key="k",
-        max_tokens=7,
-        temperature=0.3,  # type: ignore[arg-type]
+        api_key=SecretStr("k"),
+        max_completion_tokens=7,  # ChatOpenAI's name for `max_tokens` (its alias)
+        temperature=0.3,
     )
     bound = bind_to_loop(model)
     assert bound is not model
     assert bound.root_async_client._client is not model.root_async_client._client
     assert (bound.model_name, bound.max_tokens, bound.temperature) == ("m", 7, 0.3)
     assert str(bound.root_async_client.base_url) == "http://127.0.0.1:9/v1/"
-    assert bound.openai_api_key is not None
+    assert isinstance(bound.openai_api_key, SecretStr)
     assert bound.openai_api_key.get_secret_value() == "k"
     again = bind_to_loop(model)
     assert again.root_async_client._client is not bound.root_async_client._client

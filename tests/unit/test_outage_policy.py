@@ -23,7 +23,7 @@ from enduro.storage.outage import (
 
 def _locked() -> sqlite3.OperationalError:
     exc = sqlite3.OperationalError("database is locked")
-    exc.sqlite_errorcode = 5  # type: ignore[attr-defined]
+    exc.sqlite_errorcode = 5
     return exc
 
 

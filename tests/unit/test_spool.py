@@ -51,6 +51,7 @@ async def test_a_held_answer_is_found_by_its_request_only_and_replays_parsed(
     out = await replay.with_structured_output(
         Review, method="function_calling", include_raw=True
     ).ainvoke(messages)
+    assert isinstance(out, dict), out  # include_raw=True answers {"raw", "parsed", ...}
     assert out["parsed"] == Review(verdict="done", summary="ok")
     plain = await replay.bind_tools([Review]).ainvoke(messages)
     assert plain.tool_calls[0]["args"] == {"verdict": "done", "summary": "ok"}

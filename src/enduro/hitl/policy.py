@@ -10,7 +10,7 @@ so a resume with other flags applies the new ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, get_args
 
 from enduro.context import EnduroContext
 
@@ -22,6 +22,9 @@ EffectPolicy = Literal["retry", "skip", "ask"]
 EFFECT_POLICIES: tuple[str, ...] = get_args(EffectPolicy)
 METADATA_KEY = "enduro"
 ASK_HUMAN = "ask_human"
+
+# A string bound, so the TypeVar needs no runtime import of langchain_core.tools.
+ToolT = TypeVar("ToolT", bound="BaseTool")
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,13 @@ class ToolPolicy:
     `ask` (an `unknown_outcome` interrupt)."""
 
 
-def requires_approval(tool: BaseTool) -> BaseTool:
-    """Mark `tool` so every call of it waits for a person's decision; returns the tool."""
+def requires_approval(tool: ToolT) -> ToolT:
+    """Mark `tool` so every call of it waits for a person's decision; returns the same tool."""
     _declare(tool, approval=True)
     return tool
 
 
-def side_effect(tool: BaseTool, policy: EffectPolicy = "retry") -> BaseTool:
+def side_effect(tool: ToolT, policy: EffectPolicy = "retry") -> ToolT:
     """Mark `tool` as having an external side effect, run at most once per tool call id.
 
     The tool receives a stable idempotency key (`thread_id:tool_call_id`) in
