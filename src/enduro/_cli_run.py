@@ -1,6 +1,7 @@
-"""`enduro run`, `enduro resume` and the answers that resume a waiting thread (`approve`,
-`reject`, `answer`): the CLI's one heavy path (it builds the graph), kept out of
-`enduro.cli` so that the read-only commands never import it.
+"""`enduro run`, `enduro resume` and the answers that resume a waiting thread.
+
+The answers are `approve`, `reject` and `answer`. This is the CLI's one heavy path (it builds the
+graph), kept out of `enduro.cli` so that the read-only commands never import it.
 
 Phases and signals (see `enduro._signals`):
 1. starting (configuration, database, the thread row): a signal asks the run to drain, so
@@ -115,8 +116,10 @@ async def run_or_resume(
 async def _final_status(
     client: Client, known: threads.ThreadRow | None, outcome: Outcome
 ) -> ThreadStatus:
-    """The thread's status; when the database is unreachable, what this process knows
-    (the outcome, the row as it was read at the start), so `--json` still answers."""
+    """The thread's status, or what this process knows when the database is unreachable.
+
+    The fallback is the outcome and the row as it was read at the start, so `--json` still answers.
+    """
     try:
         return await client.status(outcome.thread_id)
     except DatabaseUnreachable as exc:
@@ -173,8 +176,10 @@ async def _segment(
 async def _teardown(
     webhooks: WebhookSession, thread_id: str, gate: SignalGate, progress: Progress
 ) -> None:
-    """Phase 3: deliver what the thread left pending, for at most the flush time; a
-    signal stops the wait (deliveries stay in the outbox) and nothing else."""
+    """Phase 3: deliver what the thread left pending, for at most the flush time.
+
+    A signal stops the wait (deliveries stay in the outbox) and nothing else does.
+    """
 
     async def flush() -> None:
         # Also for a thread that was complete already: deliver what it left pending.

@@ -31,7 +31,8 @@ class Interrupted(KeyboardInterrupt):
     """A signal (SIGINT or SIGTERM) arrived outside the command's async part.
 
     A `KeyboardInterrupt`, so that code which stops cleanly on Ctrl-C (`webhooks listen`)
-    stops as cleanly on SIGTERM."""
+    stops as cleanly on SIGTERM.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}")

@@ -8,8 +8,10 @@ from typing import Any
 
 
 def number(kind: type, *, allow_zero: bool = False) -> Any:
-    """An argparse type for a finite number > 0 (>= 0 with allow_zero); `nan` and `inf`
-    are refused, since either would silently disable a limit."""
+    """An argparse type for a finite number > 0 (>= 0 with allow_zero).
+
+    `nan` and `inf` are refused, since either would silently disable a limit.
+    """
 
     def parse(text: str) -> Any:
         try:

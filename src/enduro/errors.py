@@ -196,9 +196,10 @@ class DatabaseUnavailable(ConfigError):
 
 
 class DatabaseUnreachable(EnduroError):
-    """The database did not answer for longer than the outage timeout, during a command
-    that had opened it (`enduro.storage.outage`). A run ends `paused` (exit 4) with
-    `stop_reason` `database_unreachable: …`; the last checkpoint holds.
+    """The database did not answer for longer than the outage timeout.
+
+    Raised during a command that had opened it (`enduro.storage.outage`). A run ends `paused` (exit
+    4) with `stop_reason` `database_unreachable: …`; the last checkpoint holds.
 
     Args:
         detail: the last error seen, e.g. `PoolTimeout: couldn't get a connection after
@@ -266,8 +267,10 @@ class BudgetStop(RunStop):
 
 
 class ProviderStop(RunStop):
-    """The provider refused in a way retrying cannot fix (quota, key, context length), or
-    kept refusing past the retry budget. `stop_reason` is `"<code>: <what to fix>"`."""
+    """The provider refused in a way retrying cannot fix, or past the retry budget.
+
+    Such refusals are quota, key or context length. `stop_reason` is `"<code>: <what to fix>"`.
+    """
 
 
 class PricingUnknown(RunStop):

@@ -1,5 +1,6 @@
-"""The forecast: where a thread's spend and active time will end up, and whether a limit
-will stop it before its plan is done.
+"""The forecast: where a thread's spend and active time will end up.
+
+Also whether a limit will stop the thread before its plan is done.
 
 A pure function of figures the thread already recorded (no clock, no database), so the
 status JSON, every webhook event and the dashboard all say the same thing:
@@ -141,8 +142,11 @@ def _result(
 
 
 def _cv(values: Sequence[float]) -> float:
-    """Coefficient of variation of per-step samples, shrunk toward DEFAULT_CV by
-    PRIOR_SAMPLES (DEFAULT_CV itself with fewer than two samples)."""
+    """Coefficient of variation of per-step samples, shrunk toward DEFAULT_CV.
+
+    The shrinking weighs DEFAULT_CV as PRIOR_SAMPLES samples; with fewer than two samples it is
+    DEFAULT_CV itself.
+    """
     usable = [v for v in values if v >= 0 and math.isfinite(v)]
     n = len(usable)
     if n < 2:
@@ -178,8 +182,10 @@ def _stop(
     total: int,
     high: float | None = None,
 ) -> dict[str, Any] | None:
-    """The last step `cap` can pay for at the mean rate, if that is short of `total`;
-    `certain` False when only the high end of the range passes the cap."""
+    """The last step `cap` can pay for at the mean rate, if that is short of `total`.
+
+    `certain` is False when only the high end of the range passes the cap.
+    """
     if cap is None:
         return None
     per_step = used / done
@@ -236,7 +242,8 @@ def step_costs(calls: Sequence[Mapping[str, Any]]) -> list[StepCost]:
 
     A step attempt ends with its reflect call, so each sample is what the calls since the
     previous reflect (or the plan call) cost, and the wall time between the two. Wall time
-    includes pauses between segments, which only widens the range."""
+    includes pauses between segments, which only widens the range.
+    """
     out: list[StepCost] = []
     acc = 0.0
     start: float | None = None

@@ -43,9 +43,12 @@ load_catalog()
 
 
 def retryable(exc: BaseException) -> bool:
-    """Malformed answers are retried by running the node again (each attempt reserved in the
-    ledger like any call). Provider errors are not: the budget seam already retried 429 and
-    5xx with backoff and Retry-After, and stopped the run on those retrying cannot fix."""
+    """Whether a node's failure is retried by LangGraph's RetryPolicy: malformed answers only.
+
+    A retry runs the node again (each attempt reserved in the ledger like any call). Provider errors
+    are not retried here: the budget seam already retried 429 and 5xx with backoff and Retry-After,
+    and stopped the run on those retrying cannot fix.
+    """
     return isinstance(exc, MalformedAnswer)
 
 

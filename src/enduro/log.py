@@ -20,7 +20,10 @@ class _ThreadIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: `ts` (UTC, ms), `level`, `logger`, `thread_id`, `msg`."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON, with the exception's traceback under `exc` if any."""
         out = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -35,6 +38,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "text", level: str = "WARNING") -> None:
+    """Send every log record to stderr, each tagged with the thread id it concerns.
+
+    Args:
+        fmt: `text` (human-readable) or `json` (one object per line, for log shippers).
+        level: a logging level name; httpx's per-request INFO lines stay off below WARNING.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ThreadIdFilter())
     if fmt == "json":

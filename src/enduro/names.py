@@ -1,5 +1,7 @@
-"""Thread names: what people call a thread (`nightly-report-7`), mapped to the UUID that
-LangGraph's Agent Server (`langgraph dev`, Studio) requires as a thread id.
+"""Thread names: what people call a thread (`nightly-report-7`).
+
+Each is mapped to the UUID that LangGraph's Agent Server (`langgraph dev`, Studio) requires as a
+thread id.
 
 Invariants:
 - A name maps to one UUID forever: `uuid5(THREAD_NAMESPACE, name)`. The same name gives the

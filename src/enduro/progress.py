@@ -12,6 +12,12 @@ from enduro.records import FINISHED_STEP_STATUSES
 
 
 class Progress:
+    """The live progress line of `enduro run` / `resume` on stderr (a TTY only).
+
+    Shows the step count, the current step, elapsed seconds, model calls and dollars spent;
+    fed with each super-step's updates. `quiet` silences it and `say`.
+    """
+
     def __init__(self, *, quiet: bool = False, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet

@@ -1,5 +1,6 @@
-"""Plain records a thread's state holds (plan steps, usage counters, the archive) and the
-constants about them.
+"""Plain records a thread's state holds, and the constants about them.
+
+The records are plan steps, usage counters and the archive.
 
 Invariant: this module imports nothing but the standard library and typing_extensions, so
 the status, list and report paths (and the webhook payloads) can read a checkpoint's values

@@ -9,6 +9,7 @@ from enduro.records import FINISHED_STEP_STATUSES, Archive, PlanStep
 
 
 def progress(plan: list[PlanStep], archive: Archive | None = None) -> dict[str, Any]:
+    """Steps finished out of all, archived ones included: `{steps_done, steps_total, percent}`."""
     archived = archive["steps"] if archive else 0
     done = archived + sum(1 for s in plan if s["status"] in FINISHED_STEP_STATUSES)
     total = archived + len(plan)
@@ -32,7 +33,8 @@ def render_report(
 ) -> str:
     """The final or partial report: what was done, what remains, what it cost.
 
-    spend: lines on spend by model and by node, from the ledger (budgets.report)."""
+    spend: lines on spend by model and by node, from the ledger (budgets.report).
+    """
     lines = [f"Goal: {goal}", f"Outcome: {status}" + (f" ({stop_reason})" if stop_reason else "")]
     if final_text:
         lines += ["", final_text.strip()]

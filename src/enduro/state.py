@@ -75,8 +75,10 @@ class AgentState(TypedDict):
 
 
 class ToolTask(TypedDict):
-    """Input of one `tools` task: a single tool call, sent with `Send` so each call is its
-    own task and a crash re-runs only the calls whose writes were not saved."""
+    """Input of one `tools` task: a single tool call, sent with `Send`.
+
+    Each call is its own task, so a crash re-runs only the calls whose writes were not saved.
+    """
 
     call: dict[str, object]
     """The tool call (`name`, `args`, `id`) from the last act message."""

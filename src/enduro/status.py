@@ -42,13 +42,16 @@ def build_status(
     spend: SpendView | None = None,
     interrupts: Sequence[Pending] | None = None,
 ) -> dict[str, Any]:
-    """spend: the thread's ledger (`budgets.report.load_spend`); dollars, model calls,
-    tokens and active time then come from it, so they include what a crash left out of the
-    checkpoint. Without it they come from the checkpoint's counters.
+    """Build the status JSON of a thread (the status contract).
+
+    spend: the thread's ledger (`budgets.report.load_spend`); dollars, model calls, tokens and
+    active time then come from it, so they include what a crash left out of the checkpoint. Without
+    it they come from the checkpoint's counters.
 
     interrupts: the thread's pending interrupts (`hitl.waiting.thread_interrupts`); a thread not
     running with any pending is `waiting`, wherever it stopped (CLI, Studio). None: not
-    looked up, the row's status stands."""
+    looked up, the row's status stands.
+    """
     status, stop_reason = row.effective_status()
     if interrupts and status in ("waiting", "paused"):
         # Paused too: a thread that stopped in Studio or the SDK has a row that never said
@@ -120,9 +123,11 @@ def build_status(
 def offline_status(
     thread_id: str, row: ThreadRow | None, status: str, stop_reason: str | None
 ) -> dict[str, Any]:
-    """The status JSON of a thread whose database cannot be read right now: `status` and
-    `stop_reason` as this process ended the run, the rest from `row` (read when the run
-    started; None: unknown), with empty plan, usage and report."""
+    """The status JSON of a thread whose database cannot be read right now.
+
+    `status` and `stop_reason` are as this process ended the run, the rest from `row` (read when the
+    run started; None: unknown), with empty plan, usage and report.
+    """
     now = time.time()
     if row is None:
         row = ThreadRow(

@@ -1,9 +1,11 @@
-"""The budget flags of `enduro run` / `enduro resume`, declared once, and the context
-overrides they make.
+"""The budget flags of `enduro run` / `enduro resume`, declared once.
+
+Also the context overrides those flags make.
 
 Every limit and price flag is here (and nowhere else), each with help text naming its
 unit; `budget_overrides` turns the ones given on a command line into context overrides
-(flags not given carry the stored value over on resume)."""
+(flags not given carry the stored value over on resume).
+"""
 
 from __future__ import annotations
 

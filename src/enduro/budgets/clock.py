@@ -1,5 +1,6 @@
-"""Active run time: wall time during which at least one node of the thread runs in this
-process, summed over every segment of the run.
+"""Active run time, summed over every segment of the run.
+
+It is the wall time during which at least one node of the thread runs in this process.
 
 Parallel tool tasks count once (the union of their intervals), idle time between segments
 never counts, and the running total is flushed to the ledger's `enduro_clock` row every
@@ -42,6 +43,13 @@ class _Track:
 
 
 class ActiveClock:
+    """Per-thread active run time in this process, in seconds.
+
+    A thread's time runs while at least one of its nodes is inside `running` (parallel
+    nodes count once) and is flushed to the ledger's `enduro_clock` row, so the total
+    survives crashes and adds up over every segment of the run.
+    """
+
     def __init__(self) -> None:
         self._tracks: dict[str, _Track] = {}
         self._lock = asyncio.Lock()

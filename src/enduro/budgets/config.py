@@ -1,5 +1,7 @@
-"""Checks made before a run starts, so a bad budget is an error at once (exit 2), not a
-failure hours later."""
+"""Checks made before a run starts.
+
+A bad budget is an error at once (exit 2), not a failure hours later.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from enduro.errors import ConfigError
 def check_budget_config(context: EnduroContext, model: str | None = None) -> None:
     """Refuse a context whose limits cannot be kept (ConfigError, naming what to change).
 
-    model: the model name calls will be priced under (default: the context's)."""
+    model: the model name calls will be priced under (default: the context's).
+    """
     for name, spec in (context.prices or {}).items():
         try:
             override_price(spec)

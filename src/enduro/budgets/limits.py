@@ -1,5 +1,7 @@
-"""The limits of one thread, derived from its context: dollar caps with the finalization
-reserve, the time left, and the deadline's parsing."""
+"""The limits of one thread, derived from its context.
+
+Dollar caps with the finalization reserve, the time left, and the deadline's parsing.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +35,11 @@ def usd_cap_nano(max_usd: float | None, reserve_usd: float, *, final: bool) -> i
 
 
 def parse_deadline(text: str, now: datetime | None = None) -> str:
-    """`--deadline`: ISO 8601 (`2026-01-31T18:00`, `…Z`, `…+02:00`; no zone = local time) or
-    relative (`+90m`, `2h`, `1.5d`). Returns ISO 8601 in UTC, as the context stores it."""
+    """Parse `--deadline` into ISO 8601 in UTC, as the context stores it.
+
+    Accepted: ISO 8601 (`2026-01-31T18:00`, `…Z`, `…+02:00`; no zone = local time) or relative
+    (`+90m`, `2h`, `1.5d`).
+    """
     now = now or datetime.now(UTC)
     match = _RELATIVE.match(text.strip())
     if match:

@@ -1,6 +1,9 @@
-"""The wrapper every node runs in: its wall time counts as the thread's active run time, and
-a `RunStop` raised inside it (a refused reservation, a provider error that retrying cannot
-fix) becomes a state update that routes the run to finish instead of crashing it."""
+"""The wrapper every node runs in.
+
+Its wall time counts as the thread's active run time, and a `RunStop` raised inside it (a refused
+reservation, a provider error that retrying cannot fix) becomes a state update that routes the run
+to finish instead of crashing it.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def metered_node(node: Node, budget: BudgetService) -> Callable[..., Any]:
     """`node`, timed against the thread's clock and stopping gracefully on RunStop.
 
     `usage.active_seconds` in the state keeps the node's own wall time too (Studio shows
-    it); limits and status read the ledger's clock, which survives crashes."""
+    it); limits and status read the ledger's clock, which survives crashes.
+    """
 
     @functools.wraps(node)
     async def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -58,10 +58,17 @@ class TokenCounts:
 
     @property
     def total(self) -> int:
+        """Prompt plus completion tokens (cached and reasoning ones are inside these)."""
         return self.input + self.output
 
 
 class Price(Protocol):
+    """How one model's calls are priced, in US dollars.
+
+    Implemented by `OverridePrice` (the context's `prices`) and `CatalogPrice` (the
+    genai-prices catalogue); `price_for` picks one.
+    """
+
     @property
     def source(self) -> str:
         """Where the price comes from (catalogue entry, override, free)."""
@@ -72,8 +79,10 @@ class Price(Protocol):
         ...
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
-        """USD upper bound for a call of at most this many input and output tokens, however
-        the provider splits them into cached, cache-write and reasoning tokens."""
+        """USD upper bound for a call of at most this many input and output tokens.
+
+        It holds however the provider splits them into cached, cache-write and reasoning tokens.
+        """
         ...
 
 
@@ -87,6 +96,7 @@ class OverridePrice:
     source: str = "override"
 
     def cost(self, tokens: TokenCounts) -> Decimal:
+        """Dollars for one call: uncached input, cached input and output at their prices."""
         cached = min(tokens.cached_input, tokens.input)
         # Cache writes and reasoning are billed as plain input and output by the
         # OpenAI-compatible servers an override is for.
@@ -97,6 +107,10 @@ class OverridePrice:
         ) / _MTOK
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """Most a call of these token counts can cost, in dollars (what is reserved).
+
+        Every input token is priced at the dearer input price, plain or cached.
+        """
         return (
             input_tokens * max(self.input, self.cached_input) + output_tokens * self.output
         ) / _MTOK
@@ -110,6 +124,11 @@ class CatalogPrice:
     source: str
 
     def cost(self, tokens: TokenCounts) -> Decimal:
+        """Dollars for one call by the catalogue's rules (cache reads/writes, tiers).
+
+        Counts the catalogue rejects as inconsistent (more cached than input tokens) are
+        priced at `worst_case` instead.
+        """
         try:
             return self._calc(_usage(tokens))
         except ValueError:
@@ -118,6 +137,11 @@ class CatalogPrice:
             return self.worst_case(tokens.input, tokens.output)
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """Most a call of these token counts can cost, in dollars (what is reserved).
+
+        Prices are linear or tiered-increasing per kind of token, so the dearest split puts
+        all input tokens in one kind; each kind is priced and the largest wins.
+        """
         # Prices are linear (or tiered, increasing) in each kind of token, so the dearest
         # split of I input and O output tokens puts all of them in one kind: check each.
         i, o = input_tokens, output_tokens
@@ -215,6 +239,7 @@ def resolve_price(model: str, overrides: Mapping[str, Mapping[str, float | None]
 
 
 def unknown_price_message(model: str) -> str:
+    """Why a run with --max-usd cannot call `model` (no price known), and the flags to fix it."""
     return (
         f"no known price for model {model!r}, and a dollar limit (--max-usd) is set: enduro "
         f"cannot keep spend under a limit it cannot price. Pass --price-input and "
@@ -235,6 +260,7 @@ def to_nano(usd: Decimal) -> int:
 
 
 def nano_to_usd(nano: int) -> float:
+    """Nano-dollars (the ledger's integer unit, 1e-9 USD) as US dollars."""
     return nano / NANO_PER_USD
 
 

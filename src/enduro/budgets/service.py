@@ -1,5 +1,6 @@
-"""What the nodes reach the budget through (`Services.budget`): the ledger, the run clock and
-the time left.
+"""What the nodes reach the budget through (`Services.budget`).
+
+That is the ledger, the run clock and the time left.
 
 The runner hands in a ledger on its own database. Under `langgraph dev` there is no runner,
 so the ledger is opened lazily, on first use, from `Settings.from_env().database_url` (the
@@ -42,6 +43,15 @@ class BudgetService:
         self.clock = ActiveClock()
 
     async def ledger(self) -> Ledger:
+        """The ledger on the run's database.
+
+        The runner's ledger when one was handed in; otherwise (under `langgraph dev`) one
+        opened on first use per event loop from `Settings.from_env().database_url` and kept
+        open for the life of the process.
+
+        Raises:
+            ConfigError: no runner ledger and no usable database URL in the environment.
+        """
         if self._ledger is not None:
             return self._ledger
         loop = asyncio.get_running_loop()
@@ -62,8 +72,10 @@ class BudgetService:
         return self._lazy[loop][1]
 
     async def active_seconds(self, thread_id: str) -> float:
-        """Active run time so far: live from the clock while a node runs here, else the
-        ledger's record."""
+        """Active run time so far, in seconds.
+
+        Live from the clock while a node runs here, else the ledger's record.
+        """
         live = self.clock.used(thread_id)
         if live is not None:
             return live
@@ -83,8 +95,11 @@ class BudgetService:
     async def assess(
         self, context: EnduroContext, thread_id: str, state_usage: Mapping[str, Any], model: str
     ) -> Assessment:
-        """Everything `decide` needs, read from the ledger (money, tokens, model calls, run
-        time) and the state (iterations and tool calls, which the checkpoint records)."""
+        """Everything `decide` needs, as an `Assessment`.
+
+        Money, tokens, model calls and run time come from the ledger; iterations and tool calls from
+        the state, which the checkpoint records.
+        """
         totals = await (await self.ledger()).totals(thread_id)
         usage = {
             "usd": totals.usd,

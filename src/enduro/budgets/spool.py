@@ -1,5 +1,6 @@
-"""Model answers that arrived while the database was unreachable, kept on local disk until
-the database is back, so that each is paid once.
+"""Model answers that arrived while the database was unreachable, kept on local disk.
+
+They stay until the database is back, so that each is paid once.
 
 A model call is reserved in the ledger before it is made and settled after. When the answer
 arrives but its settlement cannot be written because the database stayed unreachable past
@@ -139,8 +140,11 @@ class AnswerSpool:
 
 
 class ReplayModel(BaseChatModel):
-    """A chat model that answers with one held message, so a held answer goes through the
-    same `bind_tools` / structured-output parsing as the provider's answer did."""
+    """A chat model that answers with one held message.
+
+    A held answer goes through the same `bind_tools` / structured-output parsing as the provider's
+    answer did.
+    """
 
     message: AIMessage
 

@@ -81,8 +81,10 @@ def output_token_bound(model: BaseChatModel) -> int | None:
 
 
 def with_output_cap(model: BaseChatModel, cap: int) -> BaseChatModel:
-    """`model` with `max_tokens=cap` when it has that field and leaves it unset, so a model
-    passed in by a library user is bounded like enduro's own."""
+    """`model` with `max_tokens=cap` when it has that field and leaves it unset.
+
+    A model passed in by a library user is bounded like enduro's own.
+    """
     fields = getattr(type(model), "model_fields", {})
     if "max_tokens" in fields and getattr(model, "max_tokens", None) is None:
         return model.model_copy(update={"max_tokens": cap})

@@ -41,7 +41,8 @@ async def resume(runs: Runs, backend: Backend, thread_id: str, limits: dict[str,
     """Start `enduro resume THREAD_ID` with `limits` (keys of FLAGS); returns its pid.
 
     Raises source.NotFound, or source.Conflict when the thread is running, waiting or
-    completed, or when the process exits at once (its message, secrets masked)."""
+    completed, or when the process exits at once (its message, secrets masked).
+    """
     status = await source.thread(backend, thread_id)
     if status["status"] in ("running", "completed", "waiting"):
         raise source.Conflict(f"thread {thread_id} is {status['status']}: nothing to resume")
@@ -60,10 +61,12 @@ async def respond(
     interrupt_id: str | None,
     text: str | None = None,
 ) -> int:
-    """Start `enduro approve|reject|answer THREAD_ID [--id ID]` (`text`: the reject reason
-    or the answer); returns its pid. Raises as `resume`, and Conflict when the thread does
-    not wait, or when the CLI refuses (an unknown id, several pending and no id, the wrong
-    kind), with its message."""
+    """Start `enduro approve|reject|answer THREAD_ID [--id ID]`; returns its pid.
+
+    `text` is the reject reason or the answer. Raises as `resume`, and `Conflict` when the thread
+    does not wait or when the CLI refuses (an unknown id, several pending and no id, the wrong
+    kind), with its message.
+    """
     status = await source.thread(backend, thread_id)
     if status["status"] != "waiting":
         raise source.Conflict(f"thread {thread_id} is {status['status']}: nothing to answer")

@@ -60,6 +60,8 @@ class Limits(BaseModel):
 
 
 class ActionResult(BaseModel):
+    """The answer to a cancel or resume request (HTTP 202): the thread and what was done."""
+
     thread_id: str
     outcome: str = Field(
         description="cancel: requested (a running thread stops at its next step) or "
@@ -77,6 +79,7 @@ def _backend(request: Request) -> Backend:
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
+    """An error answer in the CLI's `--json` error shape: `{"error": {"code", "message"}}`."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
@@ -107,8 +110,10 @@ async def session(request: Request) -> dict[str, bool]:
 
 @router.get("/threads/{thread_id}")
 async def get_thread(request: Request, thread_id: str) -> Any:
-    """The status contract (as `enduro status --json`) with `forecast`, plus `lease` (last
-    sign of life) and `plan_detail` (each step's summary)."""
+    """The status contract (as `enduro status --json`) with `forecast`, `lease`, `plan_detail`.
+
+    `lease` is the last sign of life, `plan_detail` each step's summary.
+    """
     try:
         return await source.thread(_backend(request), thread_id)
     except source.NotFound:
@@ -122,9 +127,11 @@ async def get_events(
     since: Annotated[int, Query(ge=0, description="return events with seq > since")] = 0,
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
-    """Events after `since`, as webhooks carry them. With `Accept: text/event-stream`: a
-    live stream of `event` messages (id = seq; a reconnect resumes after Last-Event-ID) and
-    `status` messages (the thread's status whenever it changes)."""
+    """Events after `since`, as webhooks carry them.
+
+    With `Accept: text/event-stream`: a live stream of `event` messages (id = seq; a reconnect
+    resumes after Last-Event-ID) and `status` messages (the thread's status whenever it changes).
+    """
     backend = _backend(request)
     if (
         await backend.db.fetchone(
@@ -166,8 +173,11 @@ async def _stream(
 
 @router.get("/threads/{thread_id}/spend")
 async def get_spend(request: Request, thread_id: str) -> Any:
-    """The ledger as series: each model call (time, node, model, dollars as charged) and the
-    running total by model and by node."""
+    """The ledger as series.
+
+    Each model call (time, node, model, dollars as charged) and the running total by model and by
+    node.
+    """
     try:
         return await source.spend(_backend(request), thread_id)
     except source.NotFound:
@@ -188,8 +198,11 @@ async def cancel(request: Request, thread_id: str) -> Any:
 
 @router.post("/threads/{thread_id}/resume", response_model=ActionResult, status_code=202)
 async def resume(request: Request, thread_id: str, limits: Limits | None = None) -> Any:
-    """As `enduro resume THREAD_ID --max-usd …`: continue from the last checkpoint with the
-    limits given (others carry over), in a process of its own that outlives the request."""
+    """As `enduro resume THREAD_ID --max-usd …`: continue from the last checkpoint.
+
+    The limits given replace the stored ones (others carry over); the run goes on in a process of
+    its own that outlives the request.
+    """
     given = limits.model_dump(exclude_none=True) if limits is not None else {}
     try:
         await actions.resume(request.app.state.runs, _backend(request), thread_id, given)
@@ -208,10 +221,14 @@ class Decision(BaseModel):
 
 
 class Rejection(Decision):
+    """The body of a reject request: which interrupt, and why (shown to the model)."""
+
     reason: str | None = Field(default=None, max_length=4000, description="the model reads it")
 
 
 class Answer(Decision):
+    """The body of an answer request: which question, and the person's answer text."""
+
     text: str = Field(min_length=1, max_length=20000, description="the answer")
 
 

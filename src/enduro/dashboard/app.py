@@ -39,7 +39,8 @@ POLL_SECONDS = 1.0
 def create_app(client: Client, access: Access, *, poll_seconds: float = POLL_SECONDS) -> Any:
     """The ASGI app over a connected `enduro.Client`: FastAPI wrapped in the security `Guard`.
 
-    `poll_seconds`: how often a live stream looks for new events and status."""
+    `poll_seconds`: how often a live stream looks for new events and status.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

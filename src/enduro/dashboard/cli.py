@@ -26,6 +26,7 @@ GENERATE = "\0generate"
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `enduro dashboard` (bind address, port, token) to the CLI's subcommands."""
     p = sub.add_parser(
         "dashboard", parents=[common], help="serve the web dashboard and its JSON API"
     )

@@ -88,8 +88,11 @@ class Access:
 
     @classmethod
     def check(cls, host: str, token: str | None) -> Access:
-        """Raises ConfigError (exit 2) for a non-loopback bind without a token, or a token
-        too short to resist guessing."""
+        """The checked settings for binding `host` with `token`.
+
+        Raises ConfigError (exit 2) for a non-loopback bind without a token, or a token too short to
+        resist guessing.
+        """
         if token is not None and len(token) < MIN_TOKEN_CHARS:
             raise ConfigError(
                 f"the dashboard token has {len(token)} characters; use at least "
@@ -104,17 +107,20 @@ class Access:
         return cls(host=host, token=token)
 
     def session_value(self) -> str:
+        """A new session cookie value: a random nonce and its HMAC under the token."""
         assert self.token is not None
         nonce = secrets.token_urlsafe(18)
         return f"{nonce}.{self._mac(nonce)}"
 
     def valid_session(self, value: str | None) -> bool:
+        """Whether a session cookie was issued under this token (False without a token)."""
         if self.token is None or not value or "." not in value:
             return False
         nonce, _, mac = value.partition(".")
         return hmac.compare_digest(mac, self._mac(nonce))
 
     def valid_token(self, given: str | None) -> bool:
+        """Whether `given` is the token, compared in constant time (False without a token)."""
         return (
             self.token is not None
             and given is not None
@@ -122,6 +128,7 @@ class Access:
         )
 
     def bearer(self, request: Request) -> bool:
+        """Whether the request carries `Authorization: Bearer <token>` with the right token."""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.valid_token(value.strip())
 
@@ -131,13 +138,17 @@ class Access:
         return hmac.new(self.token.encode(), message, hashlib.sha256).hexdigest()
 
     def host_allowed(self, request: Request) -> bool:
+        """Whether the Host header names a loopback name or the bound host (DNS rebinding guard)."""
         name = (request.url.hostname or "").lower()
         return name in LOOPBACK_NAMES or name == self.host.lower()
 
 
 def csrf_ok(request: Request, form_value: str | None = None) -> bool:
-    """The double-submit check: the cookie equals the header (or form field), and an Origin
-    header, if any, is this server's own."""
+    """The double-submit CSRF check.
+
+    The cookie must equal the header (or form field), and an Origin header, if any, must be this
+    server's own.
+    """
     cookie = request.cookies.get(CSRF_COOKIE)
     given = form_value if form_value is not None else request.headers.get(CSRF_HEADER)
     if not cookie or not given or not hmac.compare_digest(cookie.encode(), given.encode()):
@@ -148,18 +159,23 @@ def csrf_ok(request: Request, form_value: str | None = None) -> bool:
 
 
 def new_csrf() -> str:
+    """A fresh CSRF token for the double-submit cookie (128 random bits, hex)."""
     return secrets.token_hex(16)
 
 
 class Guard:
-    """ASGI middleware: security headers on every answer, the Host check, the token check
-    and the CSRF check of unsafe API methods (the login form checks its own)."""
+    """ASGI middleware guarding every request.
+
+    Security headers on every answer, the Host check, the token check and the CSRF check of unsafe
+    API methods (the login form checks its own).
+    """
 
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check one ASGI request; pass it on, or answer 400, 401, 403 or a login redirect."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -56,6 +56,7 @@ def encode_cursor(row: ThreadRow) -> str:
 
 
 def encode_cursor_values(created_at: float, thread_id: str) -> str:
+    """The opaque list cursor after the row (`created_at`, `thread_id`): URL-safe base64 JSON."""
     raw = json.dumps([created_at, thread_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -102,6 +103,11 @@ async def status_of(backend: Backend, row: ThreadRow) -> dict[str, Any]:
 
 
 async def thread(backend: Backend, thread_id: str) -> dict[str, Any]:
+    """The thread's status contract with the dashboard's additions (forecast, lease, detail).
+
+    Raises:
+        NotFound: no thread has this id.
+    """
     row = await threads.load_thread(backend, thread_id)
     if row is None:
         raise NotFound(thread_id)
@@ -111,8 +117,10 @@ async def thread(backend: Backend, thread_id: str) -> dict[str, Any]:
 async def page(
     backend: Backend, *, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of threads, newest first: list items (the status contract without `plan`,
-    `plan_detail` and `report`) and the cursor of the next page (None on the last)."""
+    """One page of threads, newest first, and the cursor of the next page (None on the last).
+
+    Items are the status contract without `plan`, `plan_detail` and `report`.
+    """
     where: list[str] = []
     params: list[Any] = []
     if status:
@@ -144,8 +152,10 @@ async def page(
 async def events(
     backend: Backend, thread_id: str, *, since: int = 0, limit: int = 500
 ) -> list[dict[str, Any]]:
-    """The thread's events after seq `since`, in order: `{"seq", "type", "timestamp",
-    "data"}`, exactly what its webhooks carry (read from the outbox)."""
+    """The thread's events after seq `since`, in order, read from the outbox.
+
+    Each is `{"seq", "type", "timestamp", "data"}`, exactly what its webhooks carry.
+    """
     rows = await backend.db.fetchall(
         "SELECT seq, body FROM enduro_webhook_events WHERE thread_id = %s AND seq > %s"
         " ORDER BY seq LIMIT %s",
@@ -159,8 +169,11 @@ async def events(
 
 
 async def spend(backend: Backend, thread_id: str) -> dict[str, Any]:
-    """The ledger as series: every call (`at`, `node`, `model`, `usd`, …) and the running
-    total by model and by node, as `[[at, cumulative_usd], …]` per key."""
+    """The ledger as series.
+
+    Every call (`at`, `node`, `model`, `usd`, …) and the running total by model and by node, as
+    `[[at, cumulative_usd], …]` per key.
+    """
     row = await threads.get_thread(backend.db, thread_id)
     if row is None:
         raise NotFound(thread_id)
@@ -187,8 +200,11 @@ def cumulative(calls: list[dict[str, Any]], key: str) -> dict[str, list[list[flo
 
 
 async def cancel(client: Client, thread_id: str) -> str:
-    """`enduro.Client.cancel`: a running thread finishes at its next step (`requested`);
-    one no process runs is marked cancelled at once (`cancelled`). Conflict when over."""
+    """Cancel a thread as `enduro.Client.cancel` does; `Conflict` when it is over.
+
+    A running thread finishes at its next step (`requested`); one no process runs is marked
+    cancelled at once (`cancelled`).
+    """
     try:
         result = await client.cancel(thread_id)
     except UnknownThread as exc:

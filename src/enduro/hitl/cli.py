@@ -1,6 +1,8 @@
-"""Command-line side of humans in the loop: the run flags (`--approve`, `--side-effect`,
-`--approval-timeout`, `--post-host`) and the answers `enduro approve | reject | answer`
-build for a waiting thread."""
+"""Command-line side of humans in the loop.
+
+The run flags (`--approve`, `--side-effect`, `--approval-timeout`, `--post-host`) and the
+answers `enduro approve | reject | answer` build for a waiting thread.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ ANSWER_COMMANDS = ("approve", "reject", "answer")
 
 
 def duration(text: str) -> float:
-    """argparse type: `90s`, `30m`, `2h`, `7d` or plain seconds, > 0."""
+    """Argparse type: `90s`, `30m`, `2h`, `7d` or plain seconds, > 0."""
     match = _DURATION.match(text.strip())
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 90s, 30m, 2h or 7d")
@@ -93,8 +95,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """`approve`, `reject` and `answer`: they resume the thread in the foreground, so they
-    take `resume`'s options too."""
+    """Add `approve`, `reject` and `answer` to the CLI's subcommands.
+
+    They resume the thread in the foreground, so they take `resume`'s options too.
+    """
     helps = {
         "approve": "approve a waiting tool call (optionally with edited arguments)",
         "reject": "reject a waiting tool call; the model sees the reason",
@@ -185,6 +189,7 @@ def pending_from_json(items: list[dict[str, Any]]) -> list[Pending]:
 
 
 def describe(item: Pending) -> str:
+    """One line naming a pending interrupt for the CLI: its id, kind and tool (or question)."""
     what = item.tool or "?"
     if item.kind == "question":
         return f"{item.id} (question: {item.question})"

@@ -34,8 +34,10 @@ def args_sha256(args: Any) -> str:
 
 
 def idempotency_key(thread_id: str, tool_call_id: str) -> str:
-    """The key a side-effecting tool passes to the external system (e.g. `Idempotency-Key`):
-    the same on every re-run of the call, different for every call."""
+    """The key a side-effecting tool passes to the external system (e.g. `Idempotency-Key`).
+
+    The same on every re-run of the call, different for every call.
+    """
     return f"{thread_id}:{tool_call_id}"
 
 
@@ -56,6 +58,7 @@ class EffectJournal:
         self.db = db
 
     async def lookup(self, thread_id: str, call_id: str) -> Entry | None:
+        """The journal row of one tool call, or None if it never started."""
         row = await self.db.fetchone(
             "SELECT state, args_sha256, attempts, result FROM enduro_effects"
             " WHERE thread_id = %s AND tool_call_id = %s",

@@ -1,5 +1,6 @@
-"""What stands between a tool call and its execution: a person's approval, and the
-side-effect journal that keeps an external effect from happening twice.
+"""What stands between a tool call and its execution.
+
+A person's approval, and the side-effect journal that keeps an external effect from happening twice.
 
 Order inside one `tools` task (LangGraph runs the whole task again after a resume, so every
 step here must give the same answer the second time):
@@ -91,8 +92,10 @@ async def _exactly_once(
 async def _unknown_outcome(
     policy: EffectPolicy, name: str, call_id: str, args: dict[str, Any]
 ) -> ToolMessage | None:
-    """The answer for a call that started and never recorded a result, or None to run it
-    again (policy `retry`, or a person said so)."""
+    """The answer for a call that started and never recorded a result.
+
+    None means run it again (policy `retry`, or a person said so).
+    """
     if policy == "retry":
         return None
     if policy == "skip":

@@ -50,12 +50,16 @@ class BadAnswer(ValueError):
 
 
 def now_iso() -> str:
+    """The current UTC time as ISO 8601 (when an interrupt was raised)."""
     return datetime.fromtimestamp(time.time(), tz=UTC).isoformat()
 
 
 def ask(value: dict[str, Any]) -> Decision:
-    """Stop the thread with `value` (first call), or return the person's decision (when
-    the task runs again after a resume). Must run inside a graph task."""
+    """Stop the thread with `value`, or return the person's decision after a resume.
+
+    The first call raises LangGraph's interrupt; when the task runs again after a resume it returns
+    the decision. Must run inside a graph task.
+    """
     # Imported here: `langgraph.types` pulls in LangChain's tracers (~0.5 s), and this
     # module is also read by `enduro status`, which must start fast (bench/cli.py).
     from langgraph.types import interrupt
@@ -64,6 +68,11 @@ def ask(value: dict[str, Any]) -> Decision:
 
 
 def approval_value(tool: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """The interrupt value asking a person to approve, edit or reject one tool call.
+
+    Shape (every kind shares it): `{"kind": "approval", "tool", "args", "question":
+    None, "tool_call_id", ...}`; the status JSON and Studio show it as is.
+    """
     return {
         "kind": "approval",
         "tool": tool,
@@ -75,6 +84,7 @@ def approval_value(tool: str, args: dict[str, Any], call_id: str) -> dict[str, A
 
 
 def question_value(question: str, call_id: str | None) -> dict[str, Any]:
+    """The interrupt value of the model's `ask_human` question (`kind` "question")."""
     return {
         "kind": "question",
         "tool": "ask_human",
@@ -86,6 +96,11 @@ def question_value(question: str, call_id: str | None) -> dict[str, Any]:
 
 
 def unknown_outcome_value(tool: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """The interrupt value asking what to do with a side-effecting call cut off mid-run.
+
+    Raised under the `ask` policy when the journal shows the call started but never
+    finished, so whether its effect happened is unknown; the question says so.
+    """
     return {
         "kind": "unknown_outcome",
         "tool": tool,
@@ -153,6 +168,7 @@ class Pending:
     created_at: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The interrupt as one item of the status JSON's `interrupts` list."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -164,8 +180,11 @@ class Pending:
 
 
 def pending_of(interrupts: Any) -> list[Pending]:
-    """The pending interrupts of a `StateSnapshot.interrupts` tuple. One raised by code that
-    is not enduro's (a user's own node) has kind `unknown` and its value as the question."""
+    """The pending interrupts of a `StateSnapshot.interrupts` tuple.
+
+    One raised by code that is not enduro's (a user's own node) has kind `unknown` and its value as
+    the question.
+    """
     out: list[Pending] = []
     for item in interrupts or ():
         value = getattr(item, "value", None)

@@ -1,5 +1,7 @@
-"""A waiting thread's pending interrupts: reading them, when each was first raised, and the
-answers `--approval-timeout` gives on a person's behalf.
+"""A waiting thread's pending interrupts.
+
+Reading them, when each was first raised, and the answers `--approval-timeout` gives on a person's
+behalf.
 
 The pending interrupts come from LangGraph (`StateSnapshot.interrupts` of the latest
 checkpoint), the truth Studio and the SDK see too. LangGraph raises a pending interrupt
@@ -33,9 +35,11 @@ _NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
 
 
 def interrupts_of_writes(pending_writes: Any) -> list[Any]:
-    """The interrupts still waiting in a checkpoint's pending writes, by LangGraph's rule
-    (`langgraph.pregel._task_status`): a task's latest interrupt waits while the task has
-    no output write; a task with output finished, whatever it asked on the way."""
+    """The interrupts still waiting in a checkpoint's pending writes.
+
+    LangGraph's rule (`langgraph.pregel._task_status`): a task's latest interrupt waits while the
+    task has no output write; a task with output finished, whatever it asked on the way.
+    """
     finished: set[str] = set()
     raised: dict[str, list[Any]] = {}
     for task_id, channel, value in pending_writes or ():
@@ -51,8 +55,11 @@ def interrupts_of_writes(pending_writes: Any) -> list[Any]:
 
 
 async def thread_interrupts(backend: Backend, thread_id: str) -> list[Pending]:
-    """The thread's pending interrupts (those of its latest checkpoint), each with the
-    time it was first raised; recorded as seen, so later sightings keep that time."""
+    """The thread's pending interrupts (those of its latest checkpoint).
+
+    Each comes with the time it was first raised; they are recorded as seen, so later sightings keep
+    that time.
+    """
     found = await backend.saver.aget_tuple(
         {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     )
@@ -75,6 +82,7 @@ async def record_seen(db: Database, thread_id: str, pending: list[Pending]) -> N
 
 
 async def first_seen(db: Database, thread_id: str) -> dict[str, float]:
+    """When each of the thread's interrupts was first seen: `{interrupt_id: epoch seconds}`."""
     rows = await db.fetchall(
         "SELECT interrupt_id, created_at FROM enduro_interrupts WHERE thread_id = %s",
         (thread_id,),
@@ -103,9 +111,11 @@ def expiry(item: Pending, timeout: float | None) -> float | None:
 def timeout_answers(
     pending: list[Pending], timeout: float | None, now: float | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Answers for the interrupts older than `timeout` seconds: approvals and unknown
-    outcomes are rejected, questions answered with a rejection the model reads as "no
-    answer" (ask_human tells it to decide itself)."""
+    """Answers for the interrupts older than `timeout` seconds.
+
+    Approvals and unknown outcomes are rejected; questions are answered with a rejection the model
+    reads as "no answer" (ask_human tells it to decide itself).
+    """
     now = time.time() if now is None else now
     out: dict[str, dict[str, Any]] = {}
     for item in pending:

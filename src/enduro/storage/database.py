@@ -35,9 +35,17 @@ T = TypeVar("T")
 class Transaction(Protocol):
     """Statements that commit together, or not at all when the block raises."""
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement inside the transaction; returns the rows it changed."""
+        ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """Run one query inside the transaction; its first row, or None."""
+        ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one query inside the transaction; all its rows."""
+        ...
 
 
 class Database(ABC):

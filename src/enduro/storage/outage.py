@@ -73,8 +73,9 @@ _TIME_LIMIT: contextvars.ContextVar[tuple[float, str] | None] = contextvars.Cont
 
 @contextlib.contextmanager
 def run_time_limit(left: tuple[float, str] | None) -> Iterator[None]:
-    """Within the block (and the tasks it starts), stop waiting out an outage when the
-    run's time is up: it would stop then anyway.
+    """Within the block, stop waiting out an outage when the run's time is up.
+
+    This holds for the tasks the block starts too; the run would stop then anyway.
 
     Args:
         left: seconds the run has left and the limit's name (`max_minutes`, `deadline`), as
@@ -156,8 +157,11 @@ class OutagePolicy:
 
     @property
     def attempt_seconds(self) -> float:
-        """How long one attempt may wait for a pooled connection: short once the outage
-        has outlasted the timeout, so a run that gave up is not slow to say so."""
+        """How long one attempt may wait for a pooled connection, in seconds.
+
+        Short once the outage has outlasted the timeout, so a run that gave up is not slow to say
+        so.
+        """
         down = self.down_for
         if down is not None and down >= self.timeout:
             return 1.0
@@ -173,8 +177,7 @@ class OutagePolicy:
         return None if self._down_since is None else time.monotonic() - self._down_since
 
     async def call(self, op: Callable[[], Awaitable[T]], what: str = "database call") -> T:
-        """Run `op` (one statement or one transaction), retrying while the database is
-        unreachable.
+        """Run `op` (one statement or one transaction), retrying while unreachable.
 
         Args:
             op: makes one attempt; called again after each retryable failure, so it must be
@@ -207,8 +210,10 @@ class OutagePolicy:
             return result
 
     def _failed(self, exc: Exception, what: str, failures: int, began: float) -> float:
-        """Record a failed attempt (begun at monotonic time `began`); the delay before the
-        next one, or raise when the outage has lasted too long."""
+        """Record a failed attempt (begun at monotonic time `began`).
+
+        Returns the delay before the next one, or raises when the outage has lasted too long.
+        """
         now = time.monotonic()
         if self._down_since is None:
             # The outage began no later than the attempt that first saw it (which may have

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
 
 from psycopg_pool import AsyncConnectionPool
+from typing_extensions import override
 
 from enduro.storage.database import Database, Dialect, Row, Transaction, statement_name
 from enduro.storage.outage import OutagePolicy
@@ -34,6 +35,7 @@ class PostgresDatabase(Database):
     def _connection(self) -> AbstractAsyncContextManager[Any]:
         return self.pool.connection(timeout=self.outage.attempt_seconds)
 
+    @override
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async def once() -> int:
             async with self._connection() as conn:
@@ -42,6 +44,7 @@ class PostgresDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async def once() -> Row | None:
             async with self._connection() as conn:
@@ -51,6 +54,7 @@ class PostgresDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async def once() -> list[Row]:
             async with self._connection() as conn:
@@ -59,6 +63,7 @@ class PostgresDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def script(self, statements: Sequence[str]) -> None:
         async def once() -> None:
             async with self._connection() as conn, conn.transaction():
@@ -74,8 +79,9 @@ class PostgresDatabase(Database):
             yield _PostgresTransaction(conn)
 
     async def lock(self, tx: Transaction, namespace: int, key: str | None = None) -> None:
-        """See `Database.lock`: a transaction-level advisory lock, released by commit or
-        rollback and never leaked by a crash.
+        """See `Database.lock`: a transaction-level advisory lock.
+
+        It is released by commit or rollback and never leaked by a crash.
 
         A whole namespace is the one-bigint key `namespace`; (namespace, key) is the two-int
         key (`namespace`, hashtext(`key`)). PostgreSQL keeps the two forms apart.

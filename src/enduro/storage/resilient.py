@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 
 class CheckedPool(AsyncConnectionPool[Any]):
-    """An `AsyncConnectionPool` that checks each connection when it is handed out and, on
-    the first dead one, purges every dead idle connection in one pass (see the module
-    docstring). Create it without `check=`: the checking happens in `getconn`."""
+    """An `AsyncConnectionPool` that checks each connection when it is handed out.
+
+    On the first dead one it purges every dead idle connection in one pass (see the module
+    docstring). Create it without `check=`: the checking happens in `getconn`.
+    """
 
     async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """A working connection, waiting up to `timeout` (default: the pool's) for one.
@@ -141,8 +143,9 @@ class ResilientPostgresSaver(_RetryingSaver, AsyncPostgresSaver):
 
 
 class ResilientSqliteSaver(_RetryingSaver, AsyncSqliteSaver):
-    """LangGraph's `AsyncSqliteSaver`, retrying "database is locked" through the outage
-    policy.
+    """LangGraph's `AsyncSqliteSaver`, retrying "database is locked".
+
+    The retries go through the outage policy.
 
     Args:
         conn: a connection from `db.sqlite_connection`.

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import aiosqlite
+from typing_extensions import override
 
 from enduro.storage.database import Database, Dialect, Row, Transaction, statement_name
 from enduro.storage.outage import OutagePolicy
@@ -47,6 +48,7 @@ class SqliteDatabase(Database):
     def _sql(sql: str) -> str:
         return sql.replace("%s", "?")
 
+    @override
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async def once() -> int:
             async with self._lock:
@@ -60,6 +62,7 @@ class SqliteDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async def once() -> Row | None:
             async with self._lock:
@@ -69,6 +72,7 @@ class SqliteDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async def once() -> list[Row]:
             async with self._lock:
@@ -77,6 +81,7 @@ class SqliteDatabase(Database):
 
         return await self.outage.call(once, statement_name(sql))
 
+    @override
     async def script(self, statements: Sequence[str]) -> None:
         async def once() -> None:
             async with self._lock:

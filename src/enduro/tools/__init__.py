@@ -1,5 +1,7 @@
-"""Tools the agent can call: workspace files, web fetching, asking a person, and (when the
-run allows hosts) JSON POSTs."""
+"""Tools the agent can call.
+
+Workspace files, web fetching, asking a person, and (when the run allows hosts) JSON POSTs.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +34,11 @@ __all__ = [
 
 
 def default_tools(allow_private: bool = False, *, post: bool = False) -> list[BaseTool]:
-    """The workspace file tools, fetch_url and ask_human; with `post`, http_post too (it
-    sends only to the hosts the run's context allows). allow_private is for trusted local
-    setups."""
+    """The workspace file tools, fetch_url and ask_human; with `post`, http_post too.
+
+    http_post sends only to the hosts the run's context allows. allow_private is for trusted local
+    setups.
+    """
     tools = [
         *workspace_tools(),
         make_fetch_tool(allow_private=allow_private),

@@ -189,8 +189,9 @@ def _reason(exc: BaseException) -> str:
 
 
 async def load_mcp_tools(path: str) -> list[BaseTool]:
-    """Every tool of every server in the file, named `server__tool`, with the file's
-    approval and side-effect settings applied.
+    """Every tool of every server in the file, named `server__tool`.
+
+    The file's approval and side-effect settings are applied.
 
     Raises:
         ConfigError: the file is invalid or a server failed to start or answer.

@@ -41,6 +41,12 @@ class Workspace:
         self.root = Path(root)
 
     def resolve(self, path: str) -> Path:
+        """The real path of `path` inside the workspace, symlinks resolved.
+
+        Raises:
+            WorkspaceError: `path` is not a string, holds a NUL, is absolute or starts with
+                `~`, or leads outside the workspace (through `..` or a symlink).
+        """
         if not isinstance(path, str) or "\x00" in path:
             raise WorkspaceError(f"Invalid path {path!r}: use a plain relative path string.")
         if os.path.isabs(path) or path.startswith("~"):
@@ -58,6 +64,15 @@ class Workspace:
         return target
 
     def read(self, path: str, offset: int = 0, limit: int = MAX_READ_CHARS) -> str:
+        """Up to `limit` characters of a text file from character `offset`.
+
+        `limit` is capped at `MAX_READ_CHARS`; a longer file ends with a note giving the
+        offset to read on from. Undecodable bytes are replaced.
+
+        Raises:
+            WorkspaceError: a negative offset, a non-positive limit, a path that is missing,
+                outside the workspace or a directory, or an OS error (named in the text).
+        """
         if offset < 0 or limit <= 0:
             raise WorkspaceError(
                 f"Bad range offset={offset}, limit={limit}: offset must be >= 0 and limit > 0."
@@ -83,6 +98,13 @@ class Workspace:
         )
 
     def write(self, path: str, content: str) -> None:
+        """Replace (or create) a file with `content`, atomically, creating parent directories.
+
+        Readers and a crash see the old file or the new one, never half of it.
+
+        Raises:
+            WorkspaceError: the path is outside the workspace or not writable.
+        """
         target = self._writable(path)
         with _os_errors(path):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +124,11 @@ class Workspace:
                 raise
 
     def append(self, path: str, content: str) -> None:
+        """Append `content` to a file, creating it and its parent directories if needed.
+
+        Raises:
+            WorkspaceError: the path is outside the workspace or not writable.
+        """
         target = self._writable(path)
         with _os_errors(path):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +136,11 @@ class Workspace:
                 f.write(content)
 
     def list(self, path: str = ".") -> str:
+        """One line per entry of a directory, sorted by name, at most `MAX_LIST_ENTRIES`.
+
+        Raises:
+            WorkspaceError: the path is missing, outside the workspace or a file.
+        """
         target = self._existing(path)
         if not target.is_dir():
             raise WorkspaceError(f"{path!r} is a file, not a directory; use read_file to read it.")
