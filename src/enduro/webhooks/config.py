@@ -68,6 +68,7 @@ class WebhookConfig:
 
     @property
     def fingerprint(self) -> str | None:
+        """The signing secret's short fingerprint (see `fingerprint`), or None when unsigned."""
         return fingerprint(self.secret) if self.secret else None
 
     @classmethod
@@ -82,6 +83,11 @@ class WebhookConfig:
 
     @classmethod
     def from_env(cls) -> WebhookConfig:
+        """The webhook settings from the environment (`ENDURO_WEBHOOK_*`), defaults elsewhere.
+
+        Raises:
+            ConfigError: a URL, the secret or a duration is invalid; the message names it.
+        """
         return cls.from_settings(Settings.from_env())
 
 
@@ -142,13 +148,16 @@ def secret_bytes(secret: str) -> bytes:
 
 
 def new_secret() -> str:
+    """A new signing secret: `whsec_` and 32 random bytes in base64 (Standard Webhooks form)."""
     return SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode()
 
 
 def fingerprint(secret: str) -> str:
-    """A short, non-reversible id of a secret: safe to store and print, enough to tell
-    whether two processes sign with the same key. The key is 24+ random bytes, so a
-    truncated SHA-256 of it cannot be brute-forced back."""
+    """A short, non-reversible id of a secret: safe to store and print.
+
+    It is enough to tell whether two processes sign with the same key. The key is 24+ random bytes,
+    so a truncated SHA-256 of it cannot be brute-forced back.
+    """
     digest = hashlib.sha256(b"enduro-webhook-secret\0" + secret_bytes(secret)).hexdigest()
     return f"fp_{digest[:16]}"
 

@@ -50,6 +50,7 @@ class ProgressBoard:
             self._live.start()
 
     def close(self) -> None:
+        """Stop redrawing the live display (a terminal only); the last lines stay."""
         if self._live is not None:
             self._live.stop()
 
@@ -86,6 +87,7 @@ class ProgressBoard:
 
 
 def progress_line(event: dict[str, Any]) -> str:
+    """One line summing an event up: thread, seq, type, current step, progress and spend."""
     data = event.get("data") or {}
     p = data.get("progress") or {}
     u = data.get("usage") or {}
@@ -117,7 +119,7 @@ def _duration(seconds: float) -> str:
 def make_server(
     host: str, port: int, secret: str | None, board: ProgressBoard, err: TextIO = sys.stderr
 ) -> ThreadingHTTPServer:
-    """secret None accepts unsigned deliveries (`--no-verify`)."""
+    """The receiver's HTTP server (not yet serving); `secret` None accepts unsigned deliveries."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:

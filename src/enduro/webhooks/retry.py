@@ -33,6 +33,13 @@ MAX_RETRY_AFTER = 3600.0
 
 @dataclass
 class RetryPolicy:
+    """When a failed delivery is tried again, and when an event is given up (dead).
+
+    The n-th retry waits `schedule[n-1]` seconds times a random factor in [1 - jitter,
+    1 + jitter], or the receiver's Retry-After (capped at `MAX_RETRY_AFTER`) when it gives
+    one.
+    """
+
     schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     jitter: float = 0.2
     max_age_seconds: float | None = None
@@ -41,6 +48,7 @@ class RetryPolicy:
 
     @property
     def max_attempts(self) -> int:
+        """Attempts before an event is dead: the first one plus one per schedule entry."""
         return len(self.schedule) + 1
 
     @property
@@ -56,4 +64,5 @@ class RetryPolicy:
         return base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def is_dead(self, attempts: int, age: float) -> bool:
+        """Whether an event `age` seconds old that failed `attempts` times is given up."""
         return attempts >= self.max_attempts or age >= self.max_age

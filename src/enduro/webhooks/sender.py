@@ -43,6 +43,12 @@ LEASE_MARGIN_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Attempt:
+    """The outcome of one POST.
+
+    `status` is None when no answer came; `retry_after` is the receiver's Retry-After in
+    seconds, if it sent one.
+    """
+
     ok: bool
     status: int | None
     error: str | None
@@ -50,6 +56,13 @@ class Attempt:
 
 
 class Sender:
+    """Delivers the outbox's events, one chain per (thread, URL), in order, with retries.
+
+    Each chain sends its oldest pending event and moves on only when it is delivered or
+    dead, so a receiver sees a thread's events in seq order. A lease in the database keeps
+    other processes off a chain while this sender holds it.
+    """
+
     def __init__(
         self,
         db: Database,
@@ -59,8 +72,11 @@ class Sender:
         policy: RetryPolicy | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        """thread_ids: the threads this sender delivers for (more can be `watch`ed); None
-        for every thread in the database (`enduro webhooks deliver`)."""
+        """Set up a sender on `db` with `config`; nothing is sent before `start`.
+
+        thread_ids: the threads this sender delivers for (more can be `watch`ed); None for every
+        thread in the database (`enduro webhooks deliver`).
+        """
         self.db = db
         self.config = config
         self.scope: set[str] | None = None if thread_ids is None else set(thread_ids)
@@ -98,22 +114,27 @@ class Sender:
 
     @property
     def running(self) -> bool:
+        """Whether the background delivery loop is running."""
         return self._loop_task is not None and not self._loop_task.done()
 
     def start(self) -> None:
+        """Start the background delivery loop (no-op if it runs)."""
         self._stopping = False
         if not self.running:
             self._loop_task = asyncio.create_task(self._loop(), name="enduro-webhook-sender")
 
     def watch(self, thread_id: str) -> None:
+        """Deliver for `thread_id` too from now on, and look for its events at once."""
         if self.scope is not None:
             self.scope.add(thread_id)
         self.wake()
 
     def wake(self) -> None:
+        """Look for deliverable events now instead of at the next poll."""
         self._wake.set()
 
     async def stop(self) -> None:
+        """Stop the loop and every chain; undelivered events stay in the outbox for later."""
         # The flag, not only cancel(), ends the loop: a cancel that lands while a wait is
         # finishing can be lost, and the loop would then run (and start chains) forever.
         self._stopping = True
@@ -129,8 +150,10 @@ class Sender:
             self._client = None
 
     async def flush(self, seconds: float) -> bool:
-        """Wait until nothing deliverable is pending, for at most `seconds` (the loop keeps
-        its backoff meanwhile). True when everything went out."""
+        """Wait until nothing deliverable is pending, for at most `seconds`.
+
+        The loop keeps its backoff meanwhile. True when everything went out.
+        """
         self.start()
         deadline = time.monotonic() + seconds
         while True:
@@ -143,8 +166,11 @@ class Sender:
             await asyncio.sleep(min(0.05, left))
 
     async def deliver_once(self) -> None:
-        """One pass for `enduro webhooks deliver`: every chain in scope goes until it is
-        empty or an attempt fails (that failure is recorded with its backoff)."""
+        """One pass for `enduro webhooks deliver`.
+
+        Every chain in scope goes until it is empty or an attempt fails (that failure is recorded
+        with its backoff).
+        """
         while True:
             heads = [h for h in await self._sendable_heads() if h.chain not in self._tried]
             if not heads:
