@@ -1,5 +1,6 @@
-"""Keep the plan bounded: finished steps beyond a small window move out of state into the
-thread's workspace (`.history/steps/<id>.json`), and state keeps only their counts.
+"""Keep the plan bounded: finished steps beyond a small window move out of state.
+
+They go to the thread's workspace (`.history/steps/<id>.json`), and state keeps only their counts.
 
 Without this the plan (and every checkpoint, and every act prompt that renders it) would
 grow with each step of a run that replans for days.
@@ -28,6 +29,7 @@ def compact(
 
 
 def add_to_archive(archive: Archive | None, moved: list[PlanStep]) -> Archive:
+    """The archive counts after moving `moved` out of the plan: steps, and how many had failed."""
     old = archive or {"steps": 0, "failed": 0}
     return {
         "steps": old["steps"] + len(moved),
@@ -36,8 +38,11 @@ def add_to_archive(archive: Archive | None, moved: list[PlanStep]) -> Archive:
 
 
 def write_history(root: Path, moved: list[PlanStep]) -> None:
-    """One file per step, written whole: a reflect replayed after a crash rewrites the same
-    files instead of appending duplicates."""
+    """Write each moved step to `.history/steps/<id>.json` under `root`, one file per step.
+
+    Each file is written whole: a reflect replayed after a crash rewrites the same files instead of
+    appending duplicates.
+    """
     folder = root / HISTORY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for step in moved:

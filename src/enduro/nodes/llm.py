@@ -30,8 +30,11 @@ class MalformedAnswer(ValueError):
 
 
 def openai_model_factory(settings: Settings | None = None) -> ModelFactory:
-    """ChatOpenAI against OPENAI_API_KEY / OPENAI_BASE_URL, read when a call is made so the
-    same graph serves the CLI and `langgraph dev`."""
+    """A model factory building ChatOpenAI against OPENAI_API_KEY / OPENAI_BASE_URL.
+
+    The variables are read when a call is made, so the same graph serves the CLI and `langgraph
+    dev`.
+    """
 
     def build(context: EnduroContext) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
@@ -58,8 +61,10 @@ def openai_model_factory(settings: Settings | None = None) -> ModelFactory:
 
 
 def usage_of(message: BaseMessage | None, usd: float = 0.0) -> Usage:
-    """State counters for one answered call (`usd` for progress display only: limits and
-    status read spend from the ledger)."""
+    """State counters for one answered call (tokens from its `usage_metadata`, one call).
+
+    `usd` is for progress display only: limits and status read spend from the ledger.
+    """
     meta = getattr(message, "usage_metadata", None) or {}
     return {
         "llm_calls": 1,

@@ -1,5 +1,8 @@
-"""Prompt text. The act and reflect prompts carry a `Current step [id]: title` line that
-progress, logs and the test suite's scripted model rely on."""
+"""Prompt text.
+
+The act and reflect prompts carry a `Current step [id]: title` line that progress, logs and the test
+suite's scripted model rely on.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ FINAL_SYSTEM = (
 
 
 def render_plan(plan: list[PlanStep], archive: Archive | None = None) -> str:
+    """The plan as the prompts show it: one `[mark] id. title — summary` line per step.
+
+    Marks: x done, > active, ! failed, - skipped; archived steps come first, as a count.
+    """
     marks = {"done": "x", "active": ">", "failed": "!", "skipped": "-", "pending": " "}
     lines = []
     if archive and archive["steps"]:

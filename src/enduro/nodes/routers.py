@@ -16,8 +16,10 @@ def route_after_guard(state: AgentState) -> Literal["act", "finish"]:
 
 
 def route_after_act(state: AgentState) -> Literal["tools", "reflect", "finish"]:
-    """Tool calls in act's last answer go to tools; a plain answer ends the step; a refused
-    model call (act set a stop status instead of answering) goes to finish."""
+    """Where act's answer goes: tool calls to tools, a plain answer to reflect.
+
+    A refused model call (act set a stop status instead of answering) goes to finish.
+    """
     if state.get("status", "running") != "running":
         return "finish"
     messages = state.get("messages") or []
@@ -28,9 +30,12 @@ def route_after_act(state: AgentState) -> Literal["tools", "reflect", "finish"]:
 
 
 def dispatch_after_act(state: AgentState) -> list[Send] | Literal["reflect", "finish"]:
-    """Fan tool calls out as one `tools` task each (LangGraph saves each task's writes as
-    it finishes, so a crash re-runs only the calls that had not finished). Each task knows
-    its place in the batch, so the tools node can refuse the calls past max_tool_calls."""
+    """Fan tool calls out as one `tools` task each.
+
+    LangGraph saves each task's writes as it finishes, so a crash re-runs only the calls that had
+    not finished. Each task knows its place in the batch, so the tools node can refuse the calls
+    past max_tool_calls.
+    """
     route = route_after_act(state)
     if route != "tools":
         return route

@@ -1,5 +1,7 @@
-"""What the nodes need from outside the state: the model, the tools, cancel requests and the
-budget (ledger, clock)."""
+"""What the nodes need from outside the state.
+
+The model, the tools, cancel requests and the budget (ledger, clock).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ async def _never_cancelled(thread_id: str) -> bool:
 
 @dataclass
 class Services:
+    """What the graph's nodes get from outside the state, fixed when the graph is built.
+
+    The model factory (called per call with the run's context), the tools, the cancel
+    check, the budget service and the caller's model-call middleware.
+    """
+
     model_factory: ModelFactory
     tools: Sequence[BaseTool]
     cancel_requested: CancelCheck = _never_cancelled
@@ -64,8 +72,10 @@ class Services:
     def scope(
         self, context: EnduroContext, config: RunnableConfig, node: str, *, final: bool = False
     ) -> CallScope:
-        """Who makes a model call (`node` of this thread) and the middleware it goes through:
-        the caller's (`middleware`), then the budget."""
+        """The scope of one model call: who makes it and the middleware it goes through.
+
+        Who: `node` of this thread. Middleware: the caller's (`middleware`), then the budget.
+        """
         chain = [*self.middleware, BudgetMiddleware(self.budget)]
         return CallScope(chain, context, thread_id_of(config), node, final=final)
 
@@ -81,6 +91,11 @@ def context_of(runtime: Any) -> EnduroContext:
 
 
 def thread_id_of(config: RunnableConfig) -> str:
+    """The thread id of the run, from `config["configurable"]["thread_id"]`.
+
+    Raises:
+        ValueError: the config has no thread id (enduro graphs need one).
+    """
     thread_id = (config.get("configurable") or {}).get("thread_id")
     if not thread_id:
         raise ValueError("enduro graphs need config['configurable']['thread_id']")
@@ -88,10 +103,13 @@ def thread_id_of(config: RunnableConfig) -> str:
 
 
 def workspace_root(context: EnduroContext, config: RunnableConfig) -> Path:
+    """The thread's own workspace directory: `<context.workspace>/<thread_id>`, absolute."""
     return (Path(context.workspace) / thread_id_of(config)).resolve()
 
 
 def model_config(config: RunnableConfig, node: str) -> dict[str, Any]:
-    """Config for a model call: tagged with the node, so traces and callbacks can tell
-    plan, act, reflect and finish calls apart."""
+    """Config for a model call, tagged with the node.
+
+    Traces and callbacks can then tell plan, act, reflect and finish calls apart.
+    """
     return {"tags": [f"enduro:{node}"], "metadata": {"enduro_node": node}}
