@@ -235,7 +235,7 @@ async def test_dead_event_lets_later_ones_through_and_retry_resends_it(
         sender = Sender(backend.db, WebhookConfig(**FAST), thread_ids=[tid])
         with caplog.at_level(logging.WARNING, logger="enduro.webhooks.sender"):
             try:
-                assert await sender.flush(10)
+                assert await sender.flush(60)
             finally:
                 await sender.stop()
         assert [h.seq for h in rec.hits] == [1, 1, 1, 1, 2, 3]

@@ -183,15 +183,20 @@ async def test_a_hanging_receiver_does_not_slow_the_steps(
             assert outcome.status == "completed"
             return elapsed
 
-    await timed(WebhookConfig())  # warm-up: model client, tables
+    # Not a timing comparison (bench/webhooks.py measures the cost): the receiver never
+    # answers and each delivery attempt may wait up to 60 s, so a run that ends sooner, with
+    # deliveries in flight, did not wait for any of them.
+    attempt_timeout = 60.0
     with hanging_receiver() as stuck:
         hung = WebhookConfig(
-            urls=(stuck.url,), timeout_seconds=30, flush_seconds=0.1, heartbeat_seconds=0.05
+            urls=(stuck.url,),
+            timeout_seconds=attempt_timeout,
+            flush_seconds=0.1,
+            heartbeat_seconds=0.05,
         )
-        baseline = await timed(WebhookConfig())
         with_hang = await timed(hung)
         assert stuck.hits, "the receiver was never called"
-    assert with_hang < baseline * 1.5 + 0.3, (baseline, with_hang)
+    assert with_hang < attempt_timeout, with_hang
 
 
 _DEV_SCRIPT = """
