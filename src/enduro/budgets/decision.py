@@ -159,8 +159,10 @@ _UNITS = {
 
 
 def budget_note(budget: Mapping[str, Mapping[str, Any]] | None) -> str | None:
-    """A line for the act prompt once any limit is past NOTE_THRESHOLD percent, so the model
-    can wrap up on its own; None before that."""
+    """A line for the act prompt once any limit is past NOTE_THRESHOLD percent.
+
+    The model can then wrap up on its own; None before that.
+    """
     if not budget:
         return None
     tight = [

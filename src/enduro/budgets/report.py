@@ -75,9 +75,11 @@ class SpendView:
     """The ledger's rows in time order (`Ledger.calls`), for spend over time and forecasts."""
 
     def usage(self) -> dict[str, Any]:
+        """The status JSON's ledger-owned usage figures (see `ledger_usage`)."""
         return ledger_usage(self.totals, self.active_seconds)
 
     def report_lines(self) -> list[str]:
+        """The report's spend lines: by model, by node, and calls charged at their reservation."""
         return spend_lines(self.lines, self.totals)
 
     def step_costs(self) -> list[StepCost]:
@@ -86,6 +88,14 @@ class SpendView:
 
 
 async def load_spend(db: Database, thread_id: str) -> SpendView:
+    """Everything the ledger knows about a thread's spend, read at once.
+
+    Totals, the per-model/per-node breakdown, active run seconds and every call; status,
+    report, forecast and the dashboard all read spend from here, never from the checkpoint.
+
+    Raises:
+        DatabaseUnreachable: the database stayed down past the outage timeout.
+    """
     ledger = Ledger(db)
     # Independent reads: on PostgreSQL they run on pooled connections at once (every
     # webhook event and every `enduro status` waits for them).

@@ -19,7 +19,7 @@ from enduro.state import MAX_PLAN_STEPS, MIN_PLAN_STEPS, AgentState, PlanStep
 
 # One step as the model writes it (plan, or reflect's replan). No docstring on purpose:
 # pydantic sends it to the model as the schema's description, which every request pays for.
-class StepSpec(BaseModel):
+class StepSpec(BaseModel):  # noqa: D101 (see above)
     title: str = Field(description="Short imperative title of the step")
     detail: str = Field(default="", description="What the step must achieve")
 
