@@ -106,10 +106,12 @@ class Totals:
 
     @property
     def usd(self) -> float:
+        """`charged_nusd` in dollars: settled amounts plus reservations never settled."""
         return nano_to_usd(self.charged_nusd)
 
     @classmethod
     def from_row(cls, row: dict[str, Any] | None) -> Totals:
+        """Totals from the `_TOTALS` query's row; no row (no calls yet) is all zeros."""
         if not row:
             return cls()
         return cls(**{k: int(row.get(k) or 0) for k in cls.__dataclass_fields__})
@@ -149,7 +151,8 @@ class Ledger:
     ) -> str:
         """Record a call's worst case before it is made; BudgetStop if a limit would pass.
 
-        Returns the row's call id, for `settle`, `release` or `mark_lost`."""
+        Returns the row's call id, for `settle`, `release` or `mark_lost`.
+        """
         call_id = uuid.uuid4().hex
 
         async def write(tx: Transaction) -> Totals:
@@ -212,9 +215,11 @@ class Ledger:
         )
 
     async def totals(self, thread_id: str) -> Totals:
+        """The thread's ledger totals (money in nano-dollars, calls by state, tokens, rows)."""
         return Totals.from_row(await self.db.fetchone(_TOTALS, (thread_id,)))
 
     async def breakdown(self, thread_id: str) -> list[SpendLine]:
+        """Spend per (model, node): calls (refused ones left out), dollars as charged, tokens."""
         rows = await self.db.fetchall(
             f"SELECT model, node, SUM(CASE WHEN state <> 'released' THEN calls ELSE 0 END)"
             " AS calls,"
@@ -237,9 +242,12 @@ class Ledger:
         ]
 
     async def calls(self, thread_id: str) -> list[dict[str, Any]]:
-        """Every row of the thread in time order: `{"at", "node", "model", "state", "calls",
-        "usd", "rollup"}` (`at` epoch seconds of the reservation, `usd` as charged). Roll-ups
-        of older calls carry the time of the first call they fold; bounded by compaction."""
+        """Every row of the thread in time order.
+
+        Each is `{"at", "node", "model", "state", "calls", "usd", "rollup"}` (`at` epoch seconds of
+        the reservation, `usd` as charged). Roll-ups of older calls carry the time of the first call
+        they fold; bounded by compaction.
+        """
         rows = await self.db.fetchall(
             f"SELECT call_id, created_at, node, model, state, calls, {_CHARGED} AS nusd"
             " FROM enduro_spend WHERE thread_id = %s ORDER BY created_at, call_id",
@@ -259,9 +267,11 @@ class Ledger:
         ]
 
     async def compact(self, thread_id: str, keep: int | None = None) -> int:
-        """Roll finished rows older than the newest `keep` (default KEEP_ROWS) up into one
-        row per (model, node, state); returns how many rows were folded. Open rows are never
-        touched, so a call in flight settles its own row."""
+        """Roll finished rows up; returns how many rows were folded.
+
+        Rows older than the newest `keep` (default KEEP_ROWS) become one row per (model, node,
+        state). Open rows are never touched, so a call in flight settles its own row.
+        """
         keep = KEEP_ROWS if keep is None else keep
 
         async def fold(tx: Transaction) -> int:
@@ -323,12 +333,14 @@ class Ledger:
     # -- run clock ------------------------------------------------------------------------
 
     async def active_seconds(self, thread_id: str) -> float:
+        """Active run seconds recorded for the thread (`enduro_clock`); 0.0 before any."""
         row = await self.db.fetchone(
             "SELECT active_seconds FROM enduro_clock WHERE thread_id = %s", (thread_id,)
         )
         return float(row["active_seconds"]) if row else 0.0
 
     async def add_active_seconds(self, thread_id: str, seconds: float) -> None:
+        """Add `seconds` of active run time to the thread's clock row (created on first use)."""
         now = time.time()
         await self.db.execute(
             "INSERT INTO enduro_clock (thread_id, active_seconds, updated_at) VALUES (%s, %s, %s)"
@@ -339,14 +351,17 @@ class Ledger:
         )
 
     async def not_before(self, thread_id: str) -> float | None:
+        """The epoch time before which no model call may start (a Retry-After), or None."""
         row = await self.db.fetchone(
             "SELECT not_before FROM enduro_clock WHERE thread_id = %s", (thread_id,)
         )
         return float(row["not_before"]) if row and row["not_before"] is not None else None
 
     async def set_not_before(self, thread_id: str, when: float) -> None:
-        """The provider asked for no call before `when` (epoch seconds): kept in the database
-        so a resumed run honours the wait too."""
+        """Record that the provider asked for no call before `when` (epoch seconds).
+
+        It is kept in the database so a resumed run honours the wait too.
+        """
         await self.db.execute(
             "INSERT INTO enduro_clock (thread_id, active_seconds, not_before, updated_at)"
             " VALUES (%s, 0, %s, %s) ON CONFLICT (thread_id) DO UPDATE SET"

@@ -24,6 +24,12 @@ Render = Callable[[int, str, float], str]
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One webhook URL of a thread, as `webhooks list` shows it.
+
+    `state` is active or disabled (`disabled_reason` says why); `secret_fingerprint` names
+    the secret its deliveries are signed with (None: unsigned).
+    """
+
     thread_id: str
     endpoint_id: str
     url: str
@@ -44,11 +50,18 @@ class Head:
 
     @property
     def chain(self) -> tuple[str, str]:
+        """The (thread_id, endpoint_id) chain this delivery belongs to."""
         return (self.thread_id, self.endpoint_id)
 
 
 @dataclass(frozen=True)
 class Delivery:
+    """One pending delivery with its event: what a sender POSTs.
+
+    `attempts` so far, `next_attempt_at` and `retry_from` (the time its retry schedule
+    counts from) are epoch seconds.
+    """
+
     thread_id: str
     endpoint_id: str
     seq: int
@@ -74,9 +87,12 @@ def _endpoint(row: Row) -> Endpoint:
 async def subscribe(
     db: Database, thread_id: str, urls: Sequence[str], fingerprint: str | None
 ) -> None:
-    """Add `urls` to the thread's endpoints. A URL already there keeps its state (a 410
-    stays disabled until `webhooks retry`) and takes the new secret fingerprint, but is never
-    downgraded from signed to unsigned by a process that has no secret."""
+    """Add `urls` to the thread's endpoints.
+
+    A URL already there keeps its state (a 410 stays disabled until `webhooks retry`) and takes the
+    new secret fingerprint, but is never downgraded from signed to unsigned by a process that has no
+    secret.
+    """
     now = time.time()
     for url in urls:
         await db.execute(
@@ -91,6 +107,7 @@ async def subscribe(
 
 
 async def endpoints(db: Database, thread_id: str | None = None) -> list[Endpoint]:
+    """The endpoints of one thread, or of every thread, ordered by thread and endpoint id."""
     where, params = _filter(thread_id=thread_id)
     rows = await db.fetchall(
         f"SELECT {_ENDPOINT_COLUMNS} FROM enduro_webhook_endpoints {where}"
@@ -101,6 +118,7 @@ async def endpoints(db: Database, thread_id: str | None = None) -> list[Endpoint
 
 
 async def endpoint(db: Database, thread_id: str, endpoint_id: str) -> Endpoint | None:
+    """One endpoint of a thread, or None if the thread has no such endpoint."""
     row = await db.fetchone(
         f"SELECT {_ENDPOINT_COLUMNS} FROM enduro_webhook_endpoints"
         " WHERE thread_id = %s AND endpoint_id = %s",
@@ -112,8 +130,11 @@ async def endpoint(db: Database, thread_id: str, endpoint_id: str) -> Endpoint |
 async def append(
     db: Database, thread_id: str, kind: str, render: Render, dedupe_key: str | None = None
 ) -> tuple[int, str] | None:
-    """Write one event and its deliveries; (seq, event_id), or None when an event with the
-    same `dedupe_key` exists for the thread (nothing is written, no seq is used up)."""
+    """Write one event and its deliveries; returns (seq, event_id).
+
+    None when an event with the same `dedupe_key` exists for the thread (nothing is written, no seq
+    is used up).
+    """
     event_id = f"evt_{uuid.uuid4().hex}"
     now = time.time()
 
@@ -187,6 +208,7 @@ async def heads(db: Database, thread_ids: Collection[str] | None = None) -> list
 
 
 async def head(db: Database, thread_id: str, endpoint_id: str) -> Delivery | None:
+    """The lowest-seq pending delivery of a chain with its event, or None when it is empty."""
     row = await db.fetchone(
         "SELECT d.thread_id, d.endpoint_id, d.seq, v.event_id, v.type, v.body, d.attempts,"
         " d.next_attempt_at, d.retry_from FROM enduro_webhook_deliveries d"
@@ -211,6 +233,7 @@ async def head(db: Database, thread_id: str, endpoint_id: str) -> Delivery | Non
 
 
 async def mark_delivered(db: Database, d: Delivery, status: int) -> None:
+    """Record that `d` was accepted with HTTP `status` (a 2xx); counts the attempt."""
     now = time.time()
     await db.execute(
         "UPDATE enduro_webhook_deliveries SET state = 'delivered', attempts = attempts + 1,"
@@ -230,6 +253,11 @@ async def mark_failed(
     error: str,
     dead: bool,
 ) -> None:
+    """Record a failed attempt of `d`.
+
+    It is pending again at `next_attempt_at` (epoch seconds), or dead when `dead`;
+    `status` None means no HTTP answer came, `error` says why.
+    """
     await db.execute(
         "UPDATE enduro_webhook_deliveries SET state = %s, attempts = %s, next_attempt_at = %s,"
         " last_status = %s, last_error = %s, updated_at = %s"
@@ -249,6 +277,7 @@ async def mark_failed(
 
 
 async def disable(db: Database, thread_id: str, endpoint_id: str, reason: str) -> None:
+    """Stop delivering to an endpoint (a 410 Gone) until `webhooks retry`; `reason` is shown."""
     await db.execute(
         "UPDATE enduro_webhook_endpoints SET state = 'disabled', disabled_reason = %s,"
         " updated_at = %s WHERE thread_id = %s AND endpoint_id = %s",
@@ -264,8 +293,10 @@ def _lease_holder_alive(owner: str) -> bool:
 async def take_lease(
     db: Database, thread_id: str, endpoint_id: str, owner: str, seconds: float
 ) -> bool:
-    """Become the one sender of this chain for `seconds` (renewed per attempt). A lease
-    expires on its own; one held by a dead process on this machine is taken over at once."""
+    """Become the one sender of this chain for `seconds` (renewed per attempt).
+
+    A lease expires on its own; one held by a dead process on this machine is taken over at once.
+    """
     now = time.time()
     changed = await db.execute(
         "UPDATE enduro_webhook_endpoints SET lease_owner = %s, lease_until = %s"
@@ -292,6 +323,7 @@ async def take_lease(
 
 
 async def release_lease(db: Database, thread_id: str, endpoint_id: str, owner: str) -> None:
+    """Give up `owner`'s lease on a chain (no-op if another process holds it now)."""
     await db.execute(
         "UPDATE enduro_webhook_endpoints SET lease_owner = NULL, lease_until = NULL"
         " WHERE thread_id = %s AND endpoint_id = %s AND lease_owner = %s",
@@ -331,8 +363,11 @@ async def revive(
     endpoint_id: str | None = None,
     seq: int | None = None,
 ) -> tuple[int, int]:
-    """`webhooks retry`: dead deliveries back to pending with a fresh schedule, pending ones
-    due now, and disabled endpoints active again. Returns (revived, re-enabled)."""
+    """`webhooks retry`: revive dead deliveries and disabled endpoints.
+
+    Dead deliveries go back to pending with a fresh schedule, pending ones become due now, and
+    disabled endpoints active again. Returns (revived, re-enabled).
+    """
     now = time.time()
     where, params = _filter(thread_id=thread_id, endpoint_id=endpoint_id, seq=seq)
     glue = "AND" if where else "WHERE"
