@@ -1,5 +1,7 @@
-"""The webhook parts of the command line: flags of `run` / `resume`, and `enduro webhooks
-list | retry | deliver | listen | secret`. cli.py only calls into here.
+"""The webhook parts of the command line.
+
+Flags of `run` / `resume`, and `enduro webhooks list | retry | deliver | listen | secret`. cli.py
+only calls into here.
 
 Module-level imports stay light (no HTTP client, no LangChain): `enduro webhooks list`
 is one of the fast read-only commands; the sender, the session and the receiver are
@@ -91,8 +93,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> WebhookConfig:
-    """Validated webhook configuration (flags over env): a ConfigError, exit 2, before
-    anything is touched when a URL or the secret is malformed."""
+    """Validated webhook configuration (flags over env).
+
+    A malformed URL or secret is a ConfigError (exit 2) before anything is touched.
+    """
     settings = Settings.from_env(
         webhook_urls=tuple(getattr(args, "webhook_url", None) or ()),
         webhook_secret=getattr(args, "webhook_secret", None),

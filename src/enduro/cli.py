@@ -56,8 +56,10 @@ class UsageError(ConfigError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, raising `UsageError` instead of exiting at once, so that `--json` still
-    answers with one JSON object (subparsers inherit the class)."""
+    """argparse, raising `UsageError` instead of exiting at once.
+
+    `--json` then still answers with one JSON object (subparsers inherit the class).
+    """
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}", self.format_usage())

@@ -1,5 +1,6 @@
-"""`enduro.Client`: threads over one database URL, for scripts, workers, the dashboard and
-the CLI (which is a thin wrapper over it).
+"""`enduro.Client`: threads over one database URL.
+
+For scripts, workers, the dashboard and the CLI (which is a thin wrapper over it).
 
     async with Client("postgresql://…") as client:
         status = await client.status("nightly-report-7")
@@ -125,8 +126,11 @@ class ThreadStatus:
         return EXIT_CODES.get(self.status, 1)
 
     def to_json(self) -> dict[str, Any]:
-        """The status object of DESIGN.md: `thread_id`, `status`, `stop_reason`, `plan`,
-        `progress`, `usage`, `limits`, `report`, `updated_at`, … (a fresh copy)."""
+        """The status contract, as `enduro status --json` prints it (a fresh copy).
+
+        Keys: `thread_id`, `status`, `stop_reason`, `plan`, `progress`, `usage`, `limits`, `report`,
+        `updated_at`, …
+        """
         return dict(self.data)
 
 
@@ -151,8 +155,10 @@ class ThreadSummary:
         return self.status not in ("completed", "running")
 
     def to_json(self) -> dict[str, Any]:
-        """`{"thread_id", "name", "status", "stop_reason", "goal", "resumable"}`, as
-        `enduro list --json` prints for each thread."""
+        """The thread as one item of `enduro list --json`.
+
+        Keys: `thread_id`, `name`, `status`, `stop_reason`, `goal`, `resumable`.
+        """
         return {
             "thread_id": self.thread_id,
             "name": self.name,
@@ -165,8 +171,10 @@ class ThreadSummary:
 
 @dataclass(frozen=True)
 class WebhookBacklog:
-    """The webhook outbox as `enduro webhooks list` shows it: endpoints and deliveries,
-    URLs redacted (credentials and query strings often hold tokens)."""
+    """The webhook outbox as `enduro webhooks list` shows it: endpoints and deliveries.
+
+    URLs are redacted (credentials and query strings often hold tokens).
+    """
 
     endpoints: list[dict[str, Any]]
     """`thread_id`, `endpoint_id`, `url`, `secret_fingerprint`, `state`,
@@ -381,9 +389,11 @@ class Client:
         return (await self.status(thread)).report
 
     async def cancel(self, thread: str) -> CancelResult:
-        """Cancel a thread: a running one stops gracefully at its next step boundary (its
-        own process writes the final report); any other is marked `cancelled` at once and
-        its webhook subscribers get `run.cancelled`.
+        """Cancel a thread.
+
+        A running one stops gracefully at its next step boundary (its own process writes the final
+        report); any other is marked `cancelled` at once and its webhook subscribers get
+        `run.cancelled`.
 
         Raises:
             enduro.errors.UnknownThread: no such thread in this database.
@@ -473,8 +483,9 @@ class Client:
     async def resume(
         self, thread: str, options: RunOptions | None = None, **fields: Unpack[RunFields]
     ) -> Outcome:
-        """Advance the thread from its last checkpoint until it finishes, drains or fails,
-        in this process (as `enduro.advance_thread` does, on this client's database).
+        """Advance the thread from its last checkpoint until it finishes, drains or fails.
+
+        It runs in this process (as `enduro.advance_thread` does, on this client's database).
 
         Args:
             thread: the thread's id or name.
@@ -534,8 +545,10 @@ class Client:
         options: RunOptions | None = None,
         **fields: Unpack[RunFields],
     ) -> Outcome:
-        """Approve a waiting tool call (run it with `args` instead when given) and continue
-        the thread in this process until the segment ends (as `enduro approve`).
+        """Approve a waiting tool call and continue the thread (as `enduro approve`).
+
+        With `args` the call runs with those instead. The thread continues in this process until the
+        segment ends.
 
         Args:
             thread: the thread's id.
@@ -561,8 +574,10 @@ class Client:
         options: RunOptions | None = None,
         **fields: Unpack[RunFields],
     ) -> Outcome:
-        """Reject a waiting tool call (the model reads `reason` as its result) and continue
-        the thread (as `enduro reject`). Raises as `approve` does."""
+        """Reject a waiting tool call and continue the thread (as `enduro reject`).
+
+        The model reads `reason` as the call's result. Raises as `approve` does.
+        """
         answer = {"decision": "reject", "reason": reason}
         return await self._answer(thread, "reject", answer, interrupt_id, options, fields)
 
@@ -575,8 +590,11 @@ class Client:
         options: RunOptions | None = None,
         **fields: Unpack[RunFields],
     ) -> Outcome:
-        """Answer a waiting question (or say what happened to a call whose outcome was
-        unknown) and continue the thread (as `enduro answer`). Raises as `approve` does."""
+        """Answer a waiting question and continue the thread (as `enduro answer`).
+
+        The answer may instead say what happened to a call whose outcome was unknown. Raises as
+        `approve` does.
+        """
         value = {"decision": "answer", "answer": text}
         return await self._answer(thread, "answer", value, interrupt_id, options, fields)
 

@@ -384,8 +384,10 @@ def env_handler() -> WebhookHandler:
 
 
 async def thread_cancelled(backend: Backend, thread_id: str) -> None:
-    """`enduro cancel` of a thread no process is running: its run.cancelled comes from
-    here (a running thread's comes from its own finish node)."""
+    """Emit run.cancelled for `enduro cancel` of a thread no process is running.
+
+    A running thread's run.cancelled comes from its own finish node instead.
+    """
     try:
         config = dataclasses.replace(WebhookConfig.from_env(), urls=())
     except ConfigError as exc:
