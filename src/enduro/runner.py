@@ -66,6 +66,12 @@ Update = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class Outcome:
+    """How one segment of a run ended: the thread's status and why it stopped.
+
+    `stop_reason` is None for `completed` (and while waiting); the CLI exits with
+    `exit_code`.
+    """
+
     thread_id: str
     status: str
     stop_reason: str | None
@@ -74,10 +80,12 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
+        """The CLI's exit code for this status (`EXIT_CODES`; 1 for anything unknown)."""
         return EXIT_CODES.get(self.status, 1)
 
 
 def new_thread_id() -> str:
+    """A new random thread id (a UUID4 string)."""
     # A UUID, because the Agent Server (langgraph dev, Studio) accepts nothing else.
     return str(uuid.uuid4())
 
