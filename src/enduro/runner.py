@@ -290,7 +290,10 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     answers = dict(run.answers)
     if pending:
         expired = waiting.timeout_answers(pending, context.approval_timeout_seconds)
-        answers = {**expired, **answers}
+        # The timeout is a safety net: an answer that arrives after it must not run the call.
+        for late in sorted(expired.keys() & answers.keys()):
+            log.warning("interrupt %s expired before it was answered; rejected", late)
+        answers = {**answers, **expired}
         if not answers:
             return Outcome(thread_id, "waiting", None, tuple(pending))
     if not await threads.claim(db, thread_id, context):

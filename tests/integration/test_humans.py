@@ -131,6 +131,21 @@ def test_approval_timeout_rejects_when_the_thread_is_next_touched(
         assert not (tmp_path / "ws" / tid / "a.txt").exists()
 
 
+def test_an_approval_after_the_timeout_is_a_rejection(db_url: str, tmp_path: Path) -> None:
+    # The timeout is a safety net: an `approve` typed after it expired must not run the call.
+    with ScriptedLLM(steps=["Write"], act_script={"s1": [[_write("a.txt")]]}) as llm:
+        env = cli_env(llm, tmp_path)
+        tid, done = _run(db_url, env, "--approve", "write_file", "--approval-timeout", "1s")
+        assert done.returncode == 6, done.stderr
+        time.sleep(1.2)
+        late = run_cli(["approve", tid, "--db", db_url, "--json"], env)
+        assert late.returncode == 0, late.stderr
+        assert json.loads(late.stdout)["status"] == "completed"
+        [result] = llm.tool_results("s1")
+        assert "no answer within the approval timeout (1 s)" in result["content"]
+        assert not (tmp_path / "ws" / tid / "a.txt").exists()
+
+
 def test_waiting_holds_nothing_spends_nothing_and_budgets_hold_after(
     db_url: str, tmp_path: Path
 ) -> None:
