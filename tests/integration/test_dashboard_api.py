@@ -278,3 +278,25 @@ def test_a_waiting_question_is_answered_from_the_api(db_url: str, tmp_path: Path
             assert ok.status_code == 202, ok.text
             _wait_for(client, tid, lambda s: s["status"] == "completed")
         assert [m["content"] for m in llm.tool_results("s1")] == ["-teal, like the old one"]
+
+
+def test_a_named_thread_is_listed_and_found_by_its_name(db_url: str, tmp_path: Path) -> None:
+    # The CLI takes a thread's name or its id everywhere; so does the API.
+    with ScriptedLLM() as llm:
+        env = cli_env(llm, tmp_path)
+        done = run_cli(
+            ["run", "g", "--thread-id", "nightly-7", "--db", db_url, "--max-iterations", "1"],
+            env,
+        )
+        assert done.returncode in (0, 3), done.stderr
+        with Dashboard(db_url, env) as dash, httpx.Client(base_url=dash.url) as client:
+            [row] = client.get("/api/threads").json()["items"]
+            assert row["name"] == "nightly-7"
+            by_name = client.get("/api/threads/nightly-7")
+            assert by_name.status_code == 200, by_name.text
+            assert by_name.json()["thread_id"] == row["thread_id"]
+            assert client.get("/api/threads/nightly-7/spend").status_code == 200
+            events = client.get("/api/threads/nightly-7/events")
+            assert events.status_code == 200
+            assert events.json()["thread_id"] == row["thread_id"]
+            assert client.get("/api/threads/nightly-8").status_code == 404

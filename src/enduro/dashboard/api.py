@@ -20,6 +20,8 @@ from sse_starlette import EventSourceResponse
 
 from enduro.client import Client
 from enduro.dashboard import actions, source
+from enduro.errors import ConfigError
+from enduro.names import parse_thread_ref
 from enduro.storage import Backend
 
 router = APIRouter(prefix="/api", tags=["threads"])
@@ -108,12 +110,21 @@ async def session(request: Request) -> dict[str, bool]:
     return {"token_required": request.app.state.token_required}
 
 
+def _ref(thread_id: str) -> str:
+    """The UUID a path's thread reference stands for: the id itself, or a name's uuid5."""
+    try:
+        return parse_thread_ref(thread_id).thread_id
+    except ConfigError:
+        return thread_id  # not a valid id or name: the lookup answers 404 with it
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(request: Request, thread_id: str) -> Any:
     """The status contract (as `enduro status --json`) with `forecast`, `lease`, `plan_detail`.
 
     `lease` is the last sign of life, `plan_detail` each step's summary.
     """
+    thread_id = _ref(thread_id)
     try:
         return await source.thread(_backend(request), thread_id)
     except source.NotFound:
@@ -132,6 +143,7 @@ async def get_events(
     With `Accept: text/event-stream`: a live stream of `event` messages (id = seq; a reconnect
     resumes after Last-Event-ID) and `status` messages (the thread's status whenever it changes).
     """
+    thread_id = _ref(thread_id)
     backend = _backend(request)
     if (
         await backend.db.fetchone(
@@ -178,6 +190,7 @@ async def get_spend(request: Request, thread_id: str) -> Any:
     Each model call (time, node, model, dollars as charged) and the running total by model and by
     node.
     """
+    thread_id = _ref(thread_id)
     try:
         return await source.spend(_backend(request), thread_id)
     except source.NotFound:
@@ -187,6 +200,7 @@ async def get_spend(request: Request, thread_id: str) -> Any:
 @router.post("/threads/{thread_id}/cancel", response_model=ActionResult)
 async def cancel(request: Request, thread_id: str) -> Any:
     """As `enduro cancel`: a running thread finishes gracefully at its next step."""
+    thread_id = _ref(thread_id)
     try:
         outcome = await source.cancel(_client(request), thread_id)
     except source.NotFound:
@@ -203,6 +217,7 @@ async def resume(request: Request, thread_id: str, limits: Limits | None = None)
     The limits given replace the stored ones (others carry over); the run goes on in a process of
     its own that outlives the request.
     """
+    thread_id = _ref(thread_id)
     given = limits.model_dump(exclude_none=True) if limits is not None else {}
     try:
         await actions.resume(request.app.state.runs, _backend(request), thread_id, given)
@@ -254,12 +269,14 @@ async def _respond(
 @router.post("/threads/{thread_id}/approve", response_model=ActionResult, status_code=202)
 async def approve(request: Request, thread_id: str, decision: Decision | None = None) -> Any:
     """As `enduro approve THREAD_ID [--id ID]`: run the waiting tool call and continue."""
+    thread_id = _ref(thread_id)
     return await _respond(request, thread_id, "approve", decision or Decision(), None)
 
 
 @router.post("/threads/{thread_id}/reject", response_model=ActionResult, status_code=202)
 async def reject(request: Request, thread_id: str, decision: Rejection | None = None) -> Any:
     """As `enduro reject THREAD_ID [--id ID] [--reason TEXT]`: skip the call and continue."""
+    thread_id = _ref(thread_id)
     decision = decision or Rejection()
     return await _respond(request, thread_id, "reject", decision, decision.reason)
 
@@ -267,6 +284,7 @@ async def reject(request: Request, thread_id: str, decision: Rejection | None = 
 @router.post("/threads/{thread_id}/answer", response_model=ActionResult, status_code=202)
 async def answer(request: Request, thread_id: str, decision: Answer) -> Any:
     """As `enduro answer THREAD_ID [--id ID] TEXT`: answer the waiting question, continue."""
+    thread_id = _ref(thread_id)
     return await _respond(request, thread_id, "answer", decision, decision.text)
 
 

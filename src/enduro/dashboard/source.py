@@ -38,7 +38,7 @@ from enduro.threads import ThreadRow
 _STORED_FOR = {"paused": ("paused", "running")}
 _COLUMNS = (
     "thread_id, goal, status, stop_reason, context, created_at, updated_at, owner, "
-    "heartbeat_at, cancel_requested, segments"
+    "heartbeat_at, cancel_requested, segments, name"
 )
 
 
