@@ -85,6 +85,18 @@ def test_unreachable_database_answers_json(db: str, llm: ScriptedLLM, tmp_path: 
         assert message
 
 
+@pytest.mark.parametrize("db", ["{tmp}", "/proc/no-such-dir/enduro.sqlite"])
+def test_a_sqlite_path_that_cannot_be_opened_is_a_configuration_error(
+    db: str, llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    # A directory, or a place where no file can be created: exit 2, no traceback.
+    env = cli_env(llm, tmp_path)
+    for command in (["run", "g"], ["status", "t-1"], ["list"]):
+        done = run_cli([*command, "--db", db.format(tmp=tmp_path), "--json"], env)
+        assert _error(done, 2, "database_unavailable"), command
+        assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_unexpected_failure_answers_json_without_a_traceback(
     llm: ScriptedLLM, tmp_path: Path
 ) -> None:

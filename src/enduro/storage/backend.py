@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from enduro._redact import redact
-from enduro.errors import ConfigError
+from enduro.errors import ConfigError, DatabaseUnavailable
 from enduro.storage.database import Database
 from enduro.storage.migrations import migrate
 from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
@@ -118,7 +118,13 @@ async def open_backend(
                 f"no enduro database at {path}: start a run first, or point --db / "
                 "ENDURO_DATABASE_URL at the database that holds the thread"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the directory of the SQLite database {str(path)!r}: {exc}; "
+                "point --db / ENDURO_DATABASE_URL at a place you can write to"
+            ) from exc
     async with sqlite_connection(str(path)) as saver_conn, sqlite_connection(str(path)) as conn:
         backend = Backend(
             url, SqliteDatabase(conn, outage), ResilientSqliteSaver(saver_conn, outage)

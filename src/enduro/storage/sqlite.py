@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 import aiosqlite
 from typing_extensions import override
 
+from enduro.errors import DatabaseUnavailable
 from enduro.storage.database import Database, Dialect, Row, Transaction, statement_name
 from enduro.storage.outage import OutagePolicy
 
@@ -144,8 +147,26 @@ class _SqliteTransaction:
 
 @asynccontextmanager
 async def sqlite_connection(path: str) -> AsyncIterator[aiosqlite.Connection]:
-    """A connection tuned for several processes sharing one file (CLI run + cancel/status)."""
-    conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_MS / 1000)
+    """A connection tuned for several processes sharing one file (CLI run + cancel/status).
+
+    Raises:
+        enduro.errors.DatabaseUnavailable: the path is a directory, or SQLite cannot open or
+            create the file there (missing parent, no permission).
+    """
+    # Checked before connecting: a failed open would leave aiosqlite's thread to report
+    # "Event loop is closed" tracebacks after the command has already answered.
+    if await asyncio.to_thread(os.path.isdir, path):
+        raise DatabaseUnavailable(
+            f"cannot use {path!r} as the SQLite database: it is a directory; point --db / "
+            "ENDURO_DATABASE_URL at a file (e.g. .enduro/enduro.sqlite)"
+        )
+    try:
+        conn = await aiosqlite.connect(path, timeout=SQLITE_BUSY_MS / 1000)
+    except (sqlite3.Error, OSError) as exc:
+        raise DatabaseUnavailable(
+            f"cannot open the SQLite database {path!r}: {exc}; point --db / "
+            "ENDURO_DATABASE_URL at a file in a directory you can write to"
+        ) from exc
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
