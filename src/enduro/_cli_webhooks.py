@@ -11,7 +11,9 @@ imported by the commands that use them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     retry.add_argument("--seq", type=int, help="only this event")
     deliver = actions.add_parser("deliver", parents=[common], help="send what is pending now")
     deliver.add_argument("thread_id", nargs="*")
+    deliver.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep delivering new events of every thread until SIGTERM / Ctrl-C (no workers)",
+    )
     deliver.add_argument(
         "--wait", type=_seconds_arg, metavar="SECONDS", help="keep retrying for up to SECONDS"
     )
@@ -157,7 +164,23 @@ async def _retry_or_deliver(
         thread_ids = [args.thread_id] if args.thread_id else None
     else:
         thread_ids = list(args.thread_id) or None
-    return await _deliver(backend, config, thread_ids, getattr(args, "wait", None))
+    follow = bool(getattr(args, "follow", False))
+    return await _deliver(backend, config, thread_ids, getattr(args, "wait", None), follow)
+
+
+async def _follow(sender: Any) -> None:
+    """Deliver continuously (the sender's loop) until the first SIGINT / SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("delivering pending events as they come; Ctrl-C to stop", file=sys.stderr)
+    try:
+        sender.start()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _deliver(
@@ -165,13 +188,16 @@ async def _deliver(
     config: WebhookConfig,
     thread_ids: list[str] | None,
     wait: float | None,
+    follow: bool = False,
 ) -> tuple[int, Any]:
     from enduro.webhooks import outbox
     from enduro.webhooks.sender import Sender
 
     sender = Sender(backend.db, config, thread_ids=thread_ids)
     try:
-        if wait:
+        if follow:
+            await _follow(sender)
+        elif wait:
             await sender.flush(wait)
         else:
             await sender.deliver_once()
@@ -191,7 +217,8 @@ async def _deliver(
         + (" (`enduro webhooks list` shows why)" if left else ""),
         file=sys.stderr,
     )
-    return (1 if left else 0), summary
+    # --follow ends on a signal, its normal end: what is left goes out next time.
+    return (1 if left and not follow else 0), summary
 
 
 def _print_backlog(backlog: WebhookBacklog, thread_id: str | None) -> None:

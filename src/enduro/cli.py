@@ -27,7 +27,7 @@ from enduro.budgets.cli_flags import add_budget_flags, budget_overrides
 from enduro.checkpointing.retention import DEFAULT_KEEP_CHECKPOINTS
 from enduro.cliargs import number
 from enduro.client import Client, ThreadStatus
-from enduro.context import ContextOverrides
+from enduro.context import ContextOverrides, EnduroContext
 from enduro.dashboard import cli as dashboard_cli
 from enduro.errors import ConfigError, DatabaseUnreachable, EnduroError, ErrorCode, error_json
 from enduro.hitl import cli as hitl_cli
@@ -38,6 +38,7 @@ from enduro.storage.outage import (
     OutagePolicy,
     outage_seconds_from_env,
 )
+from enduro.workers import cli as workers_cli
 
 
 class UsageError(ConfigError):
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume = sub.add_parser("resume", parents=[common, knobs], help="continue a thread")
     resume.add_argument("thread_id", metavar="THREAD", help="thread id or name")
+    for submitting in (run, resume):
+        workers_cli.add_detach_flag(submitting)
     for name in ("status", "cancel", "report"):
         p = sub.add_parser(name, parents=[common], help=f"{name} a thread")
         p.add_argument("thread_id", metavar="THREAD", help="thread id or name")
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("migrate", parents=[common], help="create or upgrade every table")
     webhooks_cli.add_commands(sub, common)
     dashboard_cli.add_command(sub, common)
+    workers_cli.add_commands(sub, common)
     return parser
 
 
@@ -226,10 +230,28 @@ async def _migrate(args: argparse.Namespace) -> tuple[int, Any]:
     return 0, {"database": redact(url), "schema_version": version}
 
 
+async def _detach(args: argparse.Namespace) -> tuple[int, Any]:
+    """`run --detach` / `resume --detach`: queue for the workers, print the status."""
+    settings = _settings(args)
+    settings.require_model_endpoint()
+    overrides = _overrides(args, settings)
+    context = None
+    if args.command == "run":
+        context = EnduroContext(model=settings.model, workspace=settings.workspace)
+        context = context.with_overrides(overrides)
+    thread_id = await workers_cli.detach(
+        args, settings, webhooks_cli.config_from_args(args), context, overrides
+    )
+    async with _client(args) as client:
+        return 0, (await client.status(thread_id)).to_json()
+
+
 async def _dispatch(args: argparse.Namespace, gate: SignalGate) -> tuple[int, Any]:
     """Run the command; returns its exit code and the value `--json` prints (or None)."""
     gate.on_signal(None)  # a read-only command just stops
     try:
+        if args.command in ("run", "resume") and args.detach:
+            return await _detach(args)
         if args.command in ("run", "resume", *hitl_cli.ANSWER_COMMANDS):
             from enduro._cli_run import run_or_resume
 
@@ -273,6 +295,8 @@ def _main(argv: list[str], wants_json: bool, gate: SignalGate) -> int:
             return webhooks_cli.main(args)  # not async; they own their output
         if args.command == "dashboard":
             return dashboard_cli.main(args)  # a server: runs until interrupted
+        if args.command in workers_cli.COMMANDS:
+            return workers_cli.main(args, _settings(args))  # own loops and signals
         code, output = asyncio.run(_dispatch(args, gate))
     except UsageError as exc:
         # argparse's convention (usage line, message, SystemExit 2), plus the JSON.

@@ -400,9 +400,17 @@ class Client:
         """
         async with self._session() as backend:
             before = await self._status(backend, thread)
-            if before.status == "running":
+            if before.status == "queued" and await self._cancel_queued(backend, before):
+                action: CancelAction = "cancelled"
+            elif before.status in ("running", "queued"):
                 await threads.request_cancel(backend.db, before.thread_id)
-                action: CancelAction = "requested"
+                if before.status == "running" and backend.db.dialect == "postgres":
+                    # A worker may run it: procrastinate's abort too (the flag is what
+                    # makes it stop gracefully).
+                    from enduro.workers.submit import cancel_queued
+
+                    await cancel_queued(backend, before.thread_id)
+                action = "requested"
             elif before.status in ("completed", "cancelled"):
                 return CancelResult("already_finished", before)
             else:
@@ -416,6 +424,22 @@ class Client:
                 await thread_cancelled(backend, before.thread_id)
                 action = "cancelled"
             return CancelResult(action, await self._status(backend, before.thread_id))
+
+    async def _cancel_queued(self, backend: Backend, before: ThreadStatus) -> bool:
+        """A queued thread: its job is cancelled in the queue and the thread marked
+        `cancelled`; False when a worker took the job meanwhile (then it is running)."""
+        from enduro.webhooks.session import thread_cancelled
+        from enduro.workers.submit import cancel_queued
+
+        tid = before.thread_id
+        await threads.request_cancel(backend.db, tid)  # in case a worker claims it now
+        await cancel_queued(backend, tid)
+        row = await threads.get_thread(backend.db, tid)
+        if row is None or row.status != "queued":
+            return False
+        await threads.release(backend.db, tid, "cancelled", StopReason.CANCEL.value)
+        await thread_cancelled(backend, tid)
+        return True
 
     async def webhooks(
         self, thread: str | None = None, *, include_delivered: bool = False

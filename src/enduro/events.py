@@ -51,6 +51,7 @@ EventType = Literal[
     "run.cancelled",
     "run.failed",
     "run.waiting",
+    "run.queued",
 ]
 
 TERMINAL_EVENT: dict[str, EventType] = {

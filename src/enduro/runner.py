@@ -37,6 +37,7 @@ from enduro.model_call import ModelCallMiddleware
 from enduro.models import ModelSource, check_loop, model_name_of
 from enduro.state import AgentState
 from enduro.storage import Backend, Database, open_backend
+from enduro.storage.fencing import Lease, LeaseLost, current_lease
 from enduro.storage.leases import HEARTBEAT_SECONDS
 from enduro.storage.outage import (
     DatabaseUnreachable,
@@ -57,6 +58,8 @@ EXIT_CODES = {
     "paused": 4,
     "cancelled": 5,
     "waiting": 6,
+    # This process lost the lease (paused past its timeout); another one runs the thread.
+    "lost": 4,
 }
 # Long runs take thousands of super-steps; budgets, not the recursion limit, stop them.
 RECURSION_LIMIT = 10_000_000
@@ -254,12 +257,16 @@ async def advance_with_backend(
     run = RunOptions.of(options, fields)
     given, thread_id = thread_id, await threads.resolve_thread_id(backend.db, thread_id)
     token = current_thread_id.set(thread_id)
+    # `_advance` sets the lease it claims; this context's writes are fenced by it until the
+    # segment ends, and not after.
+    lease_token = current_lease.set(None)
     try:
         return await _advance(backend, thread_id, run)
     except UnknownThread as exc:
         # Say it as the caller did: a name the database does not hold, not its UUID.
         raise UnknownThread(str(exc).replace(repr(thread_id), repr(given))) from None
     finally:
+        current_lease.reset(lease_token)
         current_thread_id.reset(token)
 
 
@@ -296,11 +303,13 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         answers = {**answers, **expired}
         if not answers:
             return Outcome(thread_id, "waiting", None, tuple(pending))
-    if not await threads.claim(db, thread_id, context):
+    lease = await threads.claim(db, thread_id, context)
+    if lease is None:
         raise ThreadBusy(
             f"thread {thread_id!r} is being run by {row.owner} right now; wait for it, or "
             "`enduro cancel` it first"
         )
+    current_lease.set(lease)
     segment = row.segments + 1
     events = None
     try:
@@ -308,7 +317,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         graph = build_graph(
             model=run.model,
             tools=tools,
-            checkpointer=backend.saver,
+            checkpointer=backend.saver_for(lease),
             cancel_requested=lambda tid: threads.is_cancel_requested(db, tid),
             events=events.handler,
             ledger=Ledger(db),
@@ -324,7 +333,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         reason = (
             StopReason.SIGNAL.value if isinstance(exc, asyncio.CancelledError) else f"{exc}"[:2000]
         )
-        await asyncio.shield(_release(db, thread_id, "paused", reason))
+        await asyncio.shield(_release(db, thread_id, "paused", reason, lease))
         raise
     # A fresh thread starts from the goal; one stopped mid-graph continues from its pending
     # tasks (with the answers of the interrupts it waited on); one that reached finish
@@ -335,7 +344,7 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         graph_input = Command(resume=answers)
     answered = [_brief(p) for p in pending if p.id in answers]
     await events.started(row, snapshot.values, context, segment, answered)
-    beat = asyncio.create_task(_heartbeat(backend, thread_id))
+    beat = asyncio.create_task(_heartbeat(backend, lease))
     outcome: Outcome | None = None
     try:
         since_prune = 0
@@ -365,6 +374,10 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     except GraphDrained as drained:
         log.info("drained at a super-step boundary: %s", drained.reason)
         outcome = Outcome(thread_id, "paused", drained.reason)
+    except LeaseLost as lost:
+        # Another process took the thread over while this one was paused: write nothing.
+        log.error("%s", lost)
+        outcome = Outcome(thread_id, "lost", str(lost))
     except asyncio.CancelledError:
         # Second signal: stop now. The last checkpoint (durability="sync") still holds.
         outcome = Outcome(thread_id, "paused", StopReason.SIGNAL.value)
@@ -381,8 +394,10 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
-        if outcome is not None:
-            await asyncio.shield(_release(db, thread_id, outcome.status, outcome.stop_reason))
+        if outcome is not None and outcome.status != "lost":
+            await asyncio.shield(
+                _release(db, thread_id, outcome.status, outcome.stop_reason, lease)
+            )
             if outcome.status == "waiting":
                 await events.waiting([_brief(p) for p in outcome.interrupts])
             await events.ended(outcome.status, outcome.stop_reason)
@@ -392,12 +407,14 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
     return outcome
 
 
-async def _release(db: Database, thread_id: str, status: str, stop_reason: str | None) -> None:
+async def _release(
+    db: Database, thread_id: str, status: str, stop_reason: str | None, lease: Lease
+) -> None:
     """Record the segment's outcome, unless the database is gone: then the row keeps this
     process as its owner, which `status` shows as `paused (crashed)` once the process has
     exited, and `enduro resume` continues it from the last checkpoint."""
     try:
-        await threads.release(db, thread_id, status, stop_reason)
+        await threads.release(db, thread_id, status, stop_reason, lease)
     except DatabaseUnreachable as exc:
         log.error("could not record the outcome %r (%s): %s", status, stop_reason, exc.detail)
 
@@ -449,10 +466,13 @@ async def _outcome_after(backend: Backend, graph: Any, config: RunnableConfig) -
     return Outcome(thread_id, values.get("status", "failed"), values.get("stop_reason"))
 
 
-async def _heartbeat(backend: Backend, thread_id: str) -> None:
+async def _heartbeat(backend: Backend, lease: Lease) -> None:
     while True:
         await asyncio.sleep(HEARTBEAT_SECONDS)
         try:
-            await threads.heartbeat(backend.db, thread_id)
+            if not await threads.heartbeat(backend.db, lease.thread_id, lease):
+                # Taken over; the run's next fenced write raises LeaseLost and stops it.
+                log.error("%s", LeaseLost(lease))
+                return
         except Exception as exc:  # the database may blip; the next beat retries
             log.warning("heartbeat failed: %s", exc)

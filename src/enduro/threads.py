@@ -14,7 +14,8 @@ from enduro.context import EnduroContext
 from enduro.errors import ConfigError, StopReason
 from enduro.names import parse_thread_ref
 from enduro.storage import Backend, Database, Row
-from enduro.storage.leases import owner_alive, this_owner
+from enduro.storage.fencing import Lease
+from enduro.storage.leases import STALE_SECONDS, owner_alive, this_owner
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ThreadRow:
     segments: int
     name: str | None = None
     """The name the thread was created with (`--thread-id nightly-report-7`), or None."""
+    lease_epoch: int = 0
 
     @classmethod
     def from_row(cls, row: Row) -> ThreadRow:
@@ -48,6 +50,7 @@ class ThreadRow:
             cancel_requested=bool(row["cancel_requested"]),
             segments=int(row["segments"]),
             name=row.get("name"),
+            lease_epoch=int(row.get("lease_epoch") or 0),
         )
 
     def effective_status(self, now: float | None = None) -> tuple[str, str | None]:
@@ -60,7 +63,7 @@ class ThreadRow:
 
 _COLUMNS = (
     "thread_id, goal, status, stop_reason, context, created_at, updated_at, owner, "
-    "heartbeat_at, cancel_requested, segments, name"
+    "heartbeat_at, cancel_requested, segments, name, lease_epoch"
 )
 
 
@@ -125,42 +128,86 @@ async def list_threads(db: Database, limit: int = 100) -> list[ThreadRow]:
     return [ThreadRow.from_row(r) for r in rows]
 
 
-async def claim(db: Database, thread_id: str, context: EnduroContext) -> bool:
-    """Take the lease to run the thread; False if a live process holds it already.
+async def claim(db: Database, thread_id: str, context: EnduroContext) -> Lease | None:
+    """Take the lease to run the thread; None if a live process holds it already.
 
     The compare-and-set happens in one UPDATE, so two workers racing for one thread cannot
-    both win."""
+    both win. Each claim bumps `lease_epoch`: the returned Lease fences this process's
+    writes (see `storage.fencing`), so a former holder that wakes up later cannot write."""
     now = time.time()
     row = await get_thread(db, thread_id)
     if row is None:
-        return False
+        return None
     if row.status == "running" and owner_alive(row.owner, row.heartbeat_at, now):
-        return False
+        return None
+    lease = Lease(thread_id, this_owner(), row.lease_epoch + 1)
     changed = await db.execute(
         "UPDATE enduro_threads SET status = 'running', stop_reason = NULL, owner = %s,"
         " heartbeat_at = %s, updated_at = %s, context = %s, cancel_requested = 0,"
-        " segments = segments + 1 WHERE thread_id = %s AND updated_at = %s",
-        (this_owner(), now, now, json.dumps(context.to_dict()), thread_id, row.updated_at),
+        " segments = segments + 1, lease_epoch = %s WHERE thread_id = %s AND updated_at = %s"
+        " AND lease_epoch = %s",
+        (
+            lease.owner,
+            now,
+            now,
+            json.dumps(context.to_dict()),
+            lease.epoch,
+            thread_id,
+            row.updated_at,
+            row.lease_epoch,
+        ),
     )
+    return lease if changed == 1 else None
+
+
+async def heartbeat(db: Database, thread_id: str, lease: Lease | None = None) -> bool:
+    """Renew the lease; False when it is no longer this process's (taken over)."""
+    now = time.time()
+    if lease is None:
+        changed = await db.execute(
+            "UPDATE enduro_threads SET heartbeat_at = %s WHERE thread_id = %s AND owner = %s",
+            (now, thread_id, this_owner()),
+        )
+    else:
+        changed = await db.execute(
+            "UPDATE enduro_threads SET heartbeat_at = %s WHERE thread_id = %s AND owner = %s"
+            " AND lease_epoch = %s",
+            (now, thread_id, lease.owner, lease.epoch),
+        )
     return changed == 1
 
 
-async def heartbeat(db: Database, thread_id: str) -> None:
+async def release(
+    db: Database,
+    thread_id: str,
+    status: str,
+    stop_reason: str | None,
+    lease: Lease | None = None,
+) -> bool:
+    """Record the segment's outcome and give up the lease. With `lease`, only if it is
+    still this process's (a holder that lost it must not overwrite the new one's row)."""
     now = time.time()
-    await db.execute(
-        "UPDATE enduro_threads SET heartbeat_at = %s WHERE thread_id = %s AND owner = %s",
-        (now, thread_id, this_owner()),
-    )
-
-
-async def release(db: Database, thread_id: str, status: str, stop_reason: str | None) -> None:
-    """Record the segment's outcome and give up the lease."""
-    now = time.time()
-    await db.execute(
+    sql = (
         "UPDATE enduro_threads SET status = %s, stop_reason = %s, owner = NULL,"
-        " heartbeat_at = NULL, updated_at = %s WHERE thread_id = %s",
-        (status, stop_reason, now, thread_id),
+        " heartbeat_at = NULL, updated_at = %s WHERE thread_id = %s"
     )
+    params: tuple[object, ...] = (status, stop_reason, now, thread_id)
+    if lease is not None:
+        sql += " AND owner = %s AND lease_epoch = %s"
+        params += (lease.owner, lease.epoch)
+    return await db.execute(sql, params) == 1
+
+
+async def mark_queued(db: Database, thread_id: str, context: EnduroContext | None = None) -> bool:
+    """Status `queued` for a thread handed to the workers; False if a process runs it."""
+    sql = "UPDATE enduro_threads SET status = 'queued', stop_reason = NULL, updated_at = %s"
+    params: tuple[object, ...] = (time.time(),)
+    if context is not None:
+        sql += ", context = %s"
+        params += (json.dumps(context.to_dict()),)
+    # A `running` row whose heartbeat stopped belongs to a dead process: queue it anyway.
+    sql += " WHERE thread_id = %s AND NOT (status = 'running' AND heartbeat_at > %s)"
+    return await db.execute(sql, (*params, thread_id, time.time() - STALE_SECONDS)) == 1
 
 
 async def request_cancel(db: Database, thread_id: str) -> None:

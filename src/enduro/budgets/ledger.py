@@ -26,7 +26,7 @@ from typing import Any
 
 from enduro.budgets.pricing import TokenCounts, nano_to_usd
 from enduro.errors import BudgetStop, StopReason
-from enduro.storage import Database, Transaction
+from enduro.storage import Database, Transaction, fencing
 
 # Key space of the per-thread advisory lock (the migration lock uses a single bigint key,
 # a separate key space).
@@ -156,6 +156,8 @@ class Ledger:
         call_id = uuid.uuid4().hex
 
         async def write(tx: Transaction) -> Totals:
+            # A process that lost the thread's lease reserves nothing (storage.fencing).
+            await fencing.check(tx, thread_id, self.db.dialect)
             await self._lock(tx, thread_id)
             totals = Totals.from_row(await tx.fetchone(_TOTALS, (thread_id,)))
             # Retried after a lost connection whose COMMIT had gone through: reserved already.

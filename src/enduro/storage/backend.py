@@ -24,10 +24,12 @@ from psycopg_pool import AsyncConnectionPool
 from enduro._redact import redact
 from enduro.errors import ConfigError, DatabaseUnavailable
 from enduro.storage.database import Database
-from enduro.storage.migrations import migrate
+from enduro.storage.fencing import FencedPostgresSaver, Lease
+from enduro.storage.migrations import SCHEMA_VERSION, migrate
 from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
 from enduro.storage.postgres import PostgresDatabase
-from enduro.storage.resilient import CheckedPool, ResilientPostgresSaver, ResilientSqliteSaver
+from enduro.storage.queue_schema import ensure_queue_schema
+from enduro.storage.resilient import CheckedPool, ResilientSqliteSaver
 from enduro.storage.sqlite import SqliteDatabase, sqlite_connection
 
 POOL_RECONNECT_SECONDS = 2.0
@@ -76,9 +78,63 @@ class Backend:
         return self.db.outage
 
     async def migrate(self) -> int:
-        """Create or upgrade the saver's tables and enduro's; returns enduro's schema version."""
-        await self.saver.setup()  # type: ignore[attr-defined]
-        return await migrate(self.db)
+        """Create or upgrade the saver's tables and enduro's (and, on PostgreSQL, the job
+        queue's); returns enduro's schema version."""
+        if not isinstance(self.db, PostgresDatabase):
+            await self.saver.setup()  # type: ignore[attr-defined]
+            return await migrate(self.db)
+        if await self._postgres_current():
+            return SCHEMA_VERSION
+        await _setup_saver(self.saver)
+        version = await migrate(self.db)
+        await ensure_queue_schema(self.url)
+        return version
+
+    async def _postgres_current(self) -> bool:
+        """True when every migration (LangGraph's, enduro's, the queue's) is in: one query
+        instead of a migration pass for every command and every worker job."""
+        try:
+            row = await self.db.fetchone(
+                "SELECT (SELECT max(version) FROM enduro_schema_version) AS enduro,"
+                " (SELECT max(v) FROM checkpoint_migrations) AS langgraph,"
+                " to_regclass('procrastinate_jobs') IS NOT NULL AS queue"
+            )
+        except psycopg.errors.UndefinedTable:
+            return False
+        return bool(
+            row
+            and row["queue"]
+            and row["enduro"] is not None
+            and row["enduro"] >= SCHEMA_VERSION
+            and row["langgraph"] == len(self.saver.MIGRATIONS) - 1  # type: ignore[attr-defined]
+        )
+
+    def saver_for(self, lease: Lease | None) -> BaseCheckpointSaver[Any]:
+        """The saver a run writes through: on PostgreSQL one fenced by the run's lease
+        (see `fencing`); SQLite's writes are serialised by the file's write lock and its
+        saver is used as is."""
+        if isinstance(self.saver, FencedPostgresSaver):
+            return self.saver.for_lease(lease)
+        return self.saver
+
+
+async def _setup_saver(saver: Any) -> None:
+    """LangGraph's setup() on PostgreSQL. Workers starting together all run it, and it is
+    not safe concurrently (two processes insert the same version row); the loser retries,
+    and then finds the migrations in. No lock: a lock held across awaits stays held if its
+    task is abandoned, and then every other process waits forever."""
+    for attempt in (1, 2, 3):
+        try:
+            await saver.setup()
+            return
+        except (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateObject,
+            psycopg.errors.DuplicateTable,
+        ):
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.2 * attempt)
 
 
 @asynccontextmanager
@@ -88,25 +144,28 @@ async def open_backend(
     create: bool = True,
     migrate_schema: bool = True,
     outage: OutagePolicy | None = None,
+    pool_size: int = 10,
 ) -> AsyncIterator[Backend]:
     """Open checkpoints and enduro tables on one database.
 
-    Args:
-        url: `postgresql://…`, `sqlite:…` or a SQLite file path.
-        create: False for read-only commands: a SQLite file that does not exist is an error
-            rather than a new empty database.
-        migrate_schema: create or upgrade the tables first.
-        outage: how long calls wait out an unreachable (or locked) database; default
-            ENDURO_DB_OUTAGE_TIMEOUT, else 60 s (so `langgraph dev`'s saver honours it too).
+        Args:
+            url: `postgresql://…`, `sqlite:…` or a SQLite file path.
+            create: False for read-only commands: a SQLite file that does not exist is an error
+                rather than a new empty database.
+            migrate_schema: create or upgrade the tables first.
+            outage: how long calls wait out an unreachable (or locked) database; default
+    from enduro.storage.fencing import FencedPostgresSaver, Lease
+    from enduro.storage.migrations import SCHEMA_VERSION, migrate
+    from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
 
-    Raises:
-        ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
-            server that refuses the first connection; ENDURO_DB_OUTAGE_TIMEOUT is not a
-            number of seconds.
+        Raises:
+            ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
+                server that refuses the first connection; ENDURO_DB_OUTAGE_TIMEOUT is not a
+                number of seconds.
     """
     outage = outage or OutagePolicy(timeout=outage_seconds_from_env())
     if is_postgres(url):
-        async with _postgres(url, outage) as backend:
+        async with _postgres(url, outage, pool_size) as backend:
             if migrate_schema:
                 await backend.migrate()
             yield backend
@@ -192,9 +251,9 @@ async def postgres_pool(
 
 
 @asynccontextmanager
-async def _postgres(url: str, outage: OutagePolicy) -> AsyncIterator[Backend]:
-    async with postgres_pool(url, outage=outage) as pool:
-        yield Backend(url, PostgresDatabase(pool, outage), ResilientPostgresSaver(pool, outage))
+async def _postgres(url: str, outage: OutagePolicy, pool_size: int) -> AsyncIterator[Backend]:
+    async with postgres_pool(url, max_size=pool_size, outage=outage) as pool:
+        yield Backend(url, PostgresDatabase(pool, outage), FencedPostgresSaver(pool, outage))
 
 
 @asynccontextmanager

@@ -12,10 +12,29 @@ import os
 import socket
 import time
 
-HEARTBEAT_SECONDS = 5.0
+from enduro.errors import ConfigError
+
+
+def _lease_seconds() -> float:
+    raw = os.environ.get("ENDURO_LEASE_SECONDS", "").strip()
+    try:
+        value = float(raw) if raw else 30.0
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 3600.0:
+        raise ConfigError(
+            f"ENDURO_LEASE_SECONDS={raw!r} is not a number of seconds between 1 and 3600; "
+            "unset it for the default of 30"
+        )
+    return value
+
+
+STALE_SECONDS = _lease_seconds()
+"""A lease not renewed for this long belongs to a dead process, even on another machine.
+ENDURO_LEASE_SECONDS (default 30); every process sharing a database must use the same
+value: it is also how long a worker may be silent before its threads move elsewhere."""
+HEARTBEAT_SECONDS = min(5.0, STALE_SECONDS / 6)
 """How often a lease holder renews its heartbeat."""
-STALE_SECONDS = 30.0
-"""A lease not renewed for this long belongs to a dead process, even on another machine."""
 
 
 def this_owner() -> str:

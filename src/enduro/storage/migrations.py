@@ -204,6 +204,23 @@ THREAD_NAMES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS enduro_threads_name ON enduro_threads (name)",
 )
 
+# Workers (see `enduro.workers`, docs/workers.md):
+# - lease_epoch: bumped by every claim of a thread; every fenced write (a checkpoint, a ledger
+#   reservation, an outbox event) checks it in its own transaction (`storage.fencing`).
+#   Applied once under the migration lock (ADD COLUMN has no IF NOT EXISTS on SQLite).
+# - enduro_workers: host, pid and concurrency of each live `enduro worker`, beside
+#   procrastinate's own worker rows (which hold only an id and a heartbeat).
+LEASE_EPOCH_AND_WORKERS = (
+    "ALTER TABLE enduro_threads ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE IF NOT EXISTS enduro_workers (
+        worker_id BIGINT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        concurrency INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL
+    )""",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration("schema version", (SCHEMA_VERSION_TABLE,)),
     Migration("threads", THREADS),
@@ -212,6 +229,7 @@ MIGRATIONS: list[Migration] = [
     Migration("thread list keyset", THREAD_LIST_KEYSET),
     Migration("side effects and interrupts", SIDE_EFFECTS_AND_INTERRUPTS),
     Migration("thread names", THREAD_NAMES),
+    Migration("lease epoch and workers", LEASE_EPOCH_AND_WORKERS),
 ]
 """The schema's history: entry v brings a database to version v. Append only."""
 

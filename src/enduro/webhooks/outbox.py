@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from enduro.storage import Database, Row, Transaction
+from enduro.storage import Database, Row, Transaction, fencing
 from enduro.storage.leases import owner_alive
 from enduro.webhooks.config import endpoint_id
 
@@ -139,6 +139,8 @@ async def append(
     now = time.time()
 
     async def write(tx: Transaction) -> int:
+        # A process that lost the thread's lease emits nothing (storage.fencing).
+        await fencing.check(tx, thread_id, db.dialect)
         # The upsert locks the thread's counter row until commit, so concurrent writers
         # (parallel tool tasks, a second process) queue here and get distinct numbers.
         row = await tx.fetchone(

@@ -55,11 +55,13 @@ class WebhookSession:
     per segment and writes nothing.
     """
 
-    def __init__(self, db: Database, config: WebhookConfig) -> None:
-        """A session on `db` (outbox, endpoints) with `config` (URLs, secret, timings)."""
+    def __init__(self, db: Database, config: WebhookConfig, *, every_thread: bool = False) -> None:
+        """A session on `db` (outbox, endpoints) with `config` (URLs, secret, timings).
+        every_thread: deliver the pending events of every thread in the database (a worker),
+        not only of the threads this session attached."""
         self.db = db
         self.config = config
-        self.sender = Sender(db, config, thread_ids=())
+        self.sender = Sender(db, config, thread_ids=None if every_thread else ())
         self.handler = WebhookHandler(self)
         self._enabled: dict[str, bool] = {}
         self._checkpoints_readable = True
@@ -393,15 +395,28 @@ async def thread_cancelled(backend: Backend, thread_id: str) -> None:
     except ConfigError as exc:
         print(f"enduro: webhooks: {exc}", file=sys.stderr)
         config = WebhookConfig()
+    await thread_event(backend, thread_id, config, "run.cancelled", ("cancelled", "cancel"))
+
+
+async def thread_event(
+    backend: Backend,
+    thread_id: str,
+    config: WebhookConfig,
+    kind: str,
+    status: tuple[str, str | None],
+    *,
+    flush: bool = True,
+) -> None:
+    """One event for a thread no process is running (`cancel`, `run --detach`); `config`'s
+    URLs are subscribed first. `status`: (status, stop_reason) the event reports."""
     row = await threads.get_thread(backend.db, thread_id)
     session = WebhookSession(backend.db, config)
     try:
         if row is None or not await session.attach(thread_id):
             return
         values, _ = await checkpoint_values(backend, thread_id)
-        stop = {"status": "cancelled", "stop_reason": "cancel"}
+        stop = {"status": status[0], "stop_reason": status[1]}
         thread = thread_snapshot(values, row.context, row.segments, stop)
-        key = f"run.cancelled:cli:{row.segments}"
-        await session.emit(thread_id, "run.cancelled", thread, {}, key)
+        await session.emit(thread_id, kind, thread, {}, f"{kind}:cli:{row.segments}")
     finally:
-        await session.close()
+        await session.close(flush=flush)
