@@ -148,20 +148,20 @@ async def open_backend(
 ) -> AsyncIterator[Backend]:
     """Open checkpoints and enduro tables on one database.
 
-        Args:
-            url: `postgresql://…`, `sqlite:…` or a SQLite file path.
-            create: False for read-only commands: a SQLite file that does not exist is an error
-                rather than a new empty database.
-            migrate_schema: create or upgrade the tables first.
-            outage: how long calls wait out an unreachable (or locked) database; default
-    from enduro.storage.fencing import FencedPostgresSaver, Lease
-    from enduro.storage.migrations import SCHEMA_VERSION, migrate
-    from enduro.storage.outage import OutagePolicy, outage_seconds_from_env
+    Args:
+        url: `postgresql://…`, `sqlite:…` or a SQLite file path.
+        create: False for read-only commands: a SQLite file that does not exist is an error
+            rather than a new empty database.
+        migrate_schema: create or upgrade the tables first.
+        outage: how long calls wait out an unreachable (or locked) database; default
+            ENDURO_DB_OUTAGE_TIMEOUT, else 60 s (so `langgraph dev`'s saver honours it too).
+        pool_size: most PostgreSQL connections of the pool (a worker needs about two per
+            thread it advances at once).
 
-        Raises:
-            ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
-                server that refuses the first connection; ENDURO_DB_OUTAGE_TIMEOUT is not a
-                number of seconds.
+    Raises:
+        ConfigError: a bad URL, a missing SQLite file with `create=False`, or a PostgreSQL
+            server that refuses the first connection; ENDURO_DB_OUTAGE_TIMEOUT is not a
+            number of seconds.
     """
     outage = outage or OutagePolicy(timeout=outage_seconds_from_env())
     if is_postgres(url):

@@ -31,7 +31,6 @@ _TERMINAL = ("completed", "budget_exhausted", "cancelled", "failed")
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     """`enduro worker`: runs until signalled; 0 after a clean drain."""
-
     require_postgres(settings.database_url, "`enduro worker`")
     settings.require_model_endpoint()
     options = WorkerOptions(

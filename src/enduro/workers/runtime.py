@@ -161,7 +161,7 @@ class EnduroWorker:
     # -- the job ---------------------------------------------------------------------------
 
     async def _job(self, context: JobContext, thread_id: str) -> str:
-        """procrastinate task `enduro.advance`: advance `thread_id` for one slice."""
+        """Procrastinate task `enduro.advance`: advance `thread_id` for one slice."""
         task = asyncio.current_task()
         assert task is not None and self.backend is not None
         self.job_tasks.add(task)

@@ -40,7 +40,12 @@ async def submit_new(
     """Create a thread for `goal` and queue it; returns its id.
 
     Args:
-        thread_id: the id (None: a new UUID); `name`: the name it maps from, if any.
+        backend: the open database (PostgreSQL).
+        goal: the user's goal.
+        context: the run's knobs and limits.
+        thread_id: the id (None: a new UUID).
+        name: the name the id maps from (`enduro.names`), if any.
+        hooks: webhook URLs to subscribe the thread to (and sign with); None: none.
 
     Raises:
         ConfigError: not PostgreSQL, or the thread (id or name) exists already.
@@ -59,6 +64,12 @@ async def submit_existing(
     hooks: WebhookConfig | None = None,
 ) -> None:
     """Queue an existing thread (a resume); `overrides` replace its stored knobs.
+
+    Args:
+        backend: the open database (PostgreSQL).
+        thread_id: the thread's id.
+        overrides: knobs replacing the stored ones (None: keep them).
+        hooks: webhook URLs to subscribe the thread to; None: none.
 
     Raises:
         UnknownThread: no such thread. ThreadBusy: a live process runs it now.
