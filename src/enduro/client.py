@@ -426,8 +426,10 @@ class Client:
             return CancelResult(action, await self._status(backend, before.thread_id))
 
     async def _cancel_queued(self, backend: Backend, before: ThreadStatus) -> bool:
-        """A queued thread: its job is cancelled in the queue and the thread marked
-        `cancelled`; False when a worker took the job meanwhile (then it is running)."""
+        """Cancel a queued thread's job and mark the thread `cancelled`.
+
+        Returns False when a worker took the job meanwhile (the thread is running then).
+        """
         from enduro.webhooks.session import thread_cancelled
         from enduro.workers.submit import cancel_queued
 

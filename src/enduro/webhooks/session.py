@@ -57,8 +57,10 @@ class WebhookSession:
 
     def __init__(self, db: Database, config: WebhookConfig, *, every_thread: bool = False) -> None:
         """A session on `db` (outbox, endpoints) with `config` (URLs, secret, timings).
-        every_thread: deliver the pending events of every thread in the database (a worker),
-        not only of the threads this session attached."""
+
+        `every_thread`: deliver the pending events of every thread in the database (a
+        worker), not only of the threads this session attached.
+        """
         self.db = db
         self.config = config
         self.sender = Sender(db, config, thread_ids=None if every_thread else ())
@@ -407,8 +409,11 @@ async def thread_event(
     *,
     flush: bool = True,
 ) -> None:
-    """One event for a thread no process is running (`cancel`, `run --detach`); `config`'s
-    URLs are subscribed first. `status`: (status, stop_reason) the event reports."""
+    """Write one event for a thread no process is running (`cancel`, `run --detach`).
+
+    `config`'s URLs are subscribed first; `status` is the (status, stop_reason) the event
+    reports.
+    """
     row = await threads.get_thread(backend.db, thread_id)
     session = WebhookSession(backend.db, config)
     try:
