@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -118,7 +119,9 @@ def config_from_args(args: argparse.Namespace) -> WebhookConfig:
 def main(args: argparse.Namespace) -> int:
     """`webhooks secret` and `webhooks listen` (no database, no event loop of ours)."""
     if args.webhooks_command == "secret":
-        print(new_secret())
+        secret = new_secret()
+        # --json promises one JSON object on stdout for every command, this one included.
+        print(json.dumps({"secret": secret}) if getattr(args, "json", False) else secret)
         return 0
     return _listen(args)
 

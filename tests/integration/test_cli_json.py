@@ -159,3 +159,9 @@ def test_signal_while_flushing_webhooks_keeps_a_completed_run(
     status = _one_json(out)
     assert (status["thread_id"], status["status"]) == (tid, "completed")
     assert "stay in the outbox" in err
+
+
+def test_webhooks_secret_answers_json(llm: ScriptedLLM, tmp_path: Path) -> None:
+    done = run_cli(["webhooks", "secret", "--json"], cli_env(llm, tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert _one_json(done.stdout)["secret"].startswith("whsec_")
