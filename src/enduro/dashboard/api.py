@@ -18,10 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from enduro import threads
 from enduro.client import Client
 from enduro.dashboard import actions, source
-from enduro.errors import ConfigError
-from enduro.names import parse_thread_ref
 from enduro.storage import Backend
 
 router = APIRouter(prefix="/api", tags=["threads"])
@@ -110,12 +109,13 @@ async def session(request: Request) -> dict[str, bool]:
     return {"token_required": request.app.state.token_required}
 
 
-def _ref(thread_id: str) -> str:
-    """The UUID a path's thread reference stands for: the id itself, or a name's uuid5."""
-    try:
-        return parse_thread_ref(thread_id).thread_id
-    except ConfigError:
-        return thread_id  # not a valid id or name: the lookup answers 404 with it
+async def _ref(request: Request, thread_id: str) -> str:
+    """The id a path's thread reference stands for, as the CLI resolves it.
+
+    A stored id or name wins (ids stored before names existed need not be UUIDs); otherwise a
+    name's uuid5. An invalid reference comes back as given, so the lookup answers 404 with it.
+    """
+    return await threads.resolve_thread_id(_backend(request).db, thread_id)
 
 
 @router.get("/threads/{thread_id}")
@@ -124,7 +124,7 @@ async def get_thread(request: Request, thread_id: str) -> Any:
 
     `lease` is the last sign of life, `plan_detail` each step's summary.
     """
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     try:
         return await source.thread(_backend(request), thread_id)
     except source.NotFound:
@@ -143,7 +143,7 @@ async def get_events(
     With `Accept: text/event-stream`: a live stream of `event` messages (id = seq; a reconnect
     resumes after Last-Event-ID) and `status` messages (the thread's status whenever it changes).
     """
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     backend = _backend(request)
     if (
         await backend.db.fetchone(
@@ -190,7 +190,7 @@ async def get_spend(request: Request, thread_id: str) -> Any:
     Each model call (time, node, model, dollars as charged) and the running total by model and by
     node.
     """
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     try:
         return await source.spend(_backend(request), thread_id)
     except source.NotFound:
@@ -200,7 +200,7 @@ async def get_spend(request: Request, thread_id: str) -> Any:
 @router.post("/threads/{thread_id}/cancel", response_model=ActionResult)
 async def cancel(request: Request, thread_id: str) -> Any:
     """As `enduro cancel`: a running thread finishes gracefully at its next step."""
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     try:
         outcome = await source.cancel(_client(request), thread_id)
     except source.NotFound:
@@ -217,7 +217,7 @@ async def resume(request: Request, thread_id: str, limits: Limits | None = None)
     The limits given replace the stored ones (others carry over); the run goes on in a process of
     its own that outlives the request.
     """
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     given = limits.model_dump(exclude_none=True) if limits is not None else {}
     try:
         await actions.resume(request.app.state.runs, _backend(request), thread_id, given)
@@ -269,14 +269,14 @@ async def _respond(
 @router.post("/threads/{thread_id}/approve", response_model=ActionResult, status_code=202)
 async def approve(request: Request, thread_id: str, decision: Decision | None = None) -> Any:
     """As `enduro approve THREAD_ID [--id ID]`: run the waiting tool call and continue."""
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     return await _respond(request, thread_id, "approve", decision or Decision(), None)
 
 
 @router.post("/threads/{thread_id}/reject", response_model=ActionResult, status_code=202)
 async def reject(request: Request, thread_id: str, decision: Rejection | None = None) -> Any:
     """As `enduro reject THREAD_ID [--id ID] [--reason TEXT]`: skip the call and continue."""
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     decision = decision or Rejection()
     return await _respond(request, thread_id, "reject", decision, decision.reason)
 
@@ -284,7 +284,7 @@ async def reject(request: Request, thread_id: str, decision: Rejection | None = 
 @router.post("/threads/{thread_id}/answer", response_model=ActionResult, status_code=202)
 async def answer(request: Request, thread_id: str, decision: Answer) -> Any:
     """As `enduro answer THREAD_ID [--id ID] TEXT`: answer the waiting question, continue."""
-    thread_id = _ref(thread_id)
+    thread_id = await _ref(request, thread_id)
     return await _respond(request, thread_id, "answer", decision, decision.text)
 
 
