@@ -395,12 +395,16 @@ async def _advance(backend: Backend, thread_id: str, run: RunOptions) -> Outcome
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         if outcome is not None and outcome.status != "lost":
-            await asyncio.shield(
-                _release(db, thread_id, outcome.status, outcome.stop_reason, lease)
-            )
-            if outcome.status == "waiting":
-                await events.waiting([_brief(p) for p in outcome.interrupts])
-            await events.ended(outcome.status, outcome.stop_reason)
+            # Said while the lease is still held: outbox writes are fenced by it, so an event
+            # written after the release would be refused (and run.waiting / run.paused lost).
+            try:
+                if outcome.status == "waiting":
+                    await events.waiting([_brief(p) for p in outcome.interrupts])
+                await events.ended(outcome.status, outcome.stop_reason)
+            finally:
+                await asyncio.shield(
+                    _release(db, thread_id, outcome.status, outcome.stop_reason, lease)
+                )
             with contextlib.suppress(Exception):
                 await prune_thread(db, thread_id, run.keep_checkpoints)
         await events.close()
